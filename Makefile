@@ -1,0 +1,122 @@
+# kuberay-llm: `make help` lists every target. `make setup && make test` is all a new clone needs.
+SHELL := bash
+.SHELLFLAGS := -o pipefail -ec
+.DEFAULT_GOAL := help
+
+##@ Pinned versions (the one place to bump each; scripts/kuberay_llm/toolchain.py reads them from here)
+# sigs.k8s.io/kustomize releases
+KUSTOMIZE_VERSION ?= v5.8.1
+# helm.sh/helm/v3 releases
+HELM_VERSION ?= v3.21.4
+# github.com/yannh/kubeconform releases
+KUBECONFORM_VERSION ?= v0.7.0
+# github.com/ray-project/kuberay/ray-operator: operator binary and CRDs. The module proxy reachable here
+# refuses the v1.7.0 zip (403), so the previous stable release is pinned; bump when the proxy serves it.
+KUBERAY_VERSION ?= v1.6.2
+# k8s.io/kubernetes: the OpenAPI schemas preflight validates core objects against (api/openapi-spec/v3)
+KUBERNETES_VERSION ?= v1.36.3
+# github.com/prometheus-operator/prometheus-operator: the PodMonitor CRD of the monitoring component
+PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+
+LOCALBIN ?= $(CURDIR)/bin
+WORKDIR ?= $(CURDIR)/.work
+VENV ?= $(CURDIR)/.venv
+PYTHON ?= python3
+OVERLAY ?= small
+NAMESPACE ?= default
+
+KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+KUBECONFORM ?= $(LOCALBIN)/kubeconform-$(KUBECONFORM_VERSION)
+KUBERAY_OPERATOR ?= $(LOCALBIN)/ray-operator-$(KUBERAY_VERSION)
+SCHEMAS ?= $(LOCALBIN)/schemas
+SCHEMAS_STAMP := $(SCHEMAS)/.stamp-$(KUBERNETES_VERSION)-$(KUBERAY_VERSION)-$(PROMETHEUS_OPERATOR_VERSION)
+VENV_STAMP := $(VENV)/.stamp
+CLI := $(VENV)/bin/kuberay-llm
+PYTEST := $(VENV)/bin/pytest
+
+export KUBERAY_LLM_BIN := $(LOCALBIN)
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m [OVERLAY=small] [NAMESPACE=default]\n"} \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Setup
+
+.PHONY: setup
+setup: tools venv ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
+
+.PHONY: tools
+tools: kustomize helm kubeconform schemas ## Build kustomize, helm, kubeconform and the local schemas into ./bin.
+
+.PHONY: venv
+venv: $(VENV_STAMP) ## Create ./.venv with the kuberay-llm package and its pinned test dependencies.
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+.PHONY: kustomize helm kubeconform kuberay-operator
+kustomize: $(KUSTOMIZE) ## Build kustomize $(KUSTOMIZE_VERSION).
+$(KUSTOMIZE):
+	$(call go-install-tool,$@,kustomize,sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
+helm: $(HELM) ## Build helm $(HELM_VERSION).
+$(HELM):
+	$(call go-install-tool,$@,helm,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+kubeconform: $(KUBECONFORM) ## Build kubeconform $(KUBECONFORM_VERSION).
+$(KUBECONFORM):
+	$(call go-install-tool,$@,kubeconform,github.com/yannh/kubeconform/cmd/kubeconform,$(KUBECONFORM_VERSION))
+kuberay-operator: $(KUBERAY_OPERATOR) ## Build the KubeRay operator $(KUBERAY_VERSION).
+$(KUBERAY_OPERATOR):
+	$(call go-install-tool,$@,ray-operator,github.com/ray-project/kuberay/ray-operator,$(KUBERAY_VERSION))
+
+.PHONY: schemas
+schemas: $(SCHEMAS_STAMP) ## Convert the Kubernetes, KubeRay and PodMonitor schemas from the pinned Go modules into strict JSON schemas.
+$(SCHEMAS_STAMP): $(VENV_STAMP)
+	rm -rf $(SCHEMAS) && mkdir -p $(SCHEMAS)
+	$(VENV)/bin/python -m kuberay_llm.schemas --out $(SCHEMAS) \
+	  --kubernetes-openapi "$$($(call go-mod-dir,k8s.io/kubernetes,$(KUBERNETES_VERSION)))/api/openapi-spec/v3" \
+	  --crds "$$($(call go-mod-dir,github.com/ray-project/kuberay/ray-operator,$(KUBERAY_VERSION)))/config/crd/bases" \
+	  --crds "$$($(call go-mod-dir,github.com/prometheus-operator/prometheus-operator,$(PROMETHEUS_OPERATOR_VERSION)))/example/prometheus-operator-crd"
+	touch $@
+
+##@ Preflight (offline)
+
+.PHONY: render
+render: ## Print the rendered manifests of OVERLAY.
+	$(CLI) render $(OVERLAY)
+
+.PHONY: validate
+validate: ## Render and validate every overlay: schemas, Ray's own config models, cross-field rules.
+	$(CLI) validate
+
+##@ Test
+
+.PHONY: test
+test: ## Run the test suite (no cluster needed).
+	$(PYTEST) -q
+
+.PHONY: clean
+clean: ## Remove ./bin, ./.venv and ./.work.
+	rm -rf $(LOCALBIN) $(VENV) $(WORKDIR)
+
+# go-install-tool installs a Go package at a version into $(LOCALBIN) as name-version, so a bump rebuilds.
+# $(1) target path, $(2) binary name go install produces, $(3) package, $(4) version.
+define go-install-tool
+@[ -f "$(1)" ] || { \
+  mkdir -p $(LOCALBIN); \
+  echo "Building $(3)@$(4) -> $(1)"; \
+  GOBIN=$(LOCALBIN) GOFLAGS=-buildvcs=false go install $(3)@$(4); \
+  mv $(LOCALBIN)/$(2) $(1); \
+}
+endef
+
+# go-mod-dir prints the directory of a module version in the Go module cache, downloading it if needed.
+define go-mod-dir
+cd $(LOCALBIN) && go mod download -json $(1)@$(2) | $(PYTHON) -c 'import json,sys; d=json.load(sys.stdin); print(d.get("Dir") or sys.exit(d.get("Error", "go mod download failed")))'
+endef

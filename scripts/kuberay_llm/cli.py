@@ -1,0 +1,62 @@
+"""The `kuberay-llm` command. Each subcommand lives in its own module with `add_arguments` and `run`.
+
+Modules are imported only for the subcommand that runs, so `kuberay-llm plan` never loads the
+Kubernetes client and `kuberay-llm validate` never loads Ray Serve's HTTP stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from kuberay_llm.errors import UserError
+
+# name -> (module, one-line help, examples shown by `kuberay-llm NAME --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "render": ("kuberay_llm.render", "print the rendered manifests of an overlay",
+               "kuberay-llm render gke-a3-deepseek | kubectl diff -f -"),
+    "validate": ("kuberay_llm.validate", "offline preflight of overlays and manifest files",
+                 "kuberay-llm validate                 # every overlay\n"
+                 "kuberay-llm validate overlays/large  # one overlay\n"
+                 "kustomize build . | kuberay-llm validate -"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kuberay-llm",
+        description="Render, validate, plan, deploy and smoke-test Ray Serve LLM RayServices on KubeRay.",
+        epilog="Exit codes: 0 ok, 1 check failed, 2 usage or tool error (see each command's --help).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text, examples) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
+                                    epilog="examples:\n" + "\n".join("  " + line for line in examples.splitlines()),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub_parser.set_defaults(_module=module)
+        if argv[:1] == [name]:  # only the chosen subcommand's module is imported
+            importlib.import_module(module).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(args._module)
+    try:
+        return module.run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

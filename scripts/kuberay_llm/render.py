@@ -1,0 +1,94 @@
+"""Render an overlay with the pinned kustomize, and read the rendered objects."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kuberay_llm import toolchain
+from kuberay_llm.errors import UserError
+
+
+@dataclass
+class Rendered:
+    """The objects of one source: an overlay (rendered by kustomize) or a plain manifest file."""
+
+    source: str  # what error messages call it: `overlays/medium`, `rendered.yaml`, `-`
+    objects: list[dict] = field(default_factory=list)
+    text: str = ""
+
+
+def overlay_names() -> list[str]:
+    """Every overlay in the repository, sorted."""
+    return sorted(p.parent.name for p in toolchain.OVERLAYS_DIR.glob("*/kustomization.yaml"))
+
+
+def resolve_overlay(name_or_path: str) -> Path:
+    """`small`, `overlays/small` or any directory with a kustomization.yaml."""
+    path = Path(name_or_path)
+    for candidate in (path, toolchain.OVERLAYS_DIR / name_or_path):
+        if (candidate / "kustomization.yaml").is_file():
+            return candidate.resolve()
+    known = ", ".join(overlay_names())
+    raise UserError(f"{name_or_path}: not an overlay (no kustomization.yaml there); known overlays: {known}")
+
+
+def display_name(path: Path) -> str:
+    """`overlays/medium` for a path inside the repository, the path as given otherwise."""
+    try:
+        return str(path.resolve().relative_to(toolchain.REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def kustomize_build(overlay: Path) -> str:
+    return toolchain.run_tool([toolchain.tool("kustomize"), "build", overlay],
+                              what=display_name(overlay))
+
+
+def parse_objects(text: str, source: str) -> list[dict]:
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise UserError(f"{source}: not valid YAML: {exc}") from None
+    objects = [d for d in docs if d is not None]
+    for i, obj in enumerate(objects):
+        if not isinstance(obj, dict) or "kind" not in obj:
+            raise UserError(f"{source}: document {i + 1} is not a Kubernetes object (no kind)")
+    return objects
+
+
+def render_overlay(name_or_path: str) -> Rendered:
+    overlay = resolve_overlay(name_or_path)
+    source = display_name(overlay)
+    text = kustomize_build(overlay)
+    return Rendered(source=source, objects=parse_objects(text, source), text=text)
+
+
+def load_source(arg: str) -> Rendered:
+    """An overlay directory, a manifest file, or `-` for stdin."""
+    if arg == "-":
+        text = sys.stdin.read()
+        return Rendered(source="-", objects=parse_objects(text, "-"), text=text)
+    path = Path(arg)
+    if path.is_file():
+        text = path.read_text()
+        return Rendered(source=display_name(path), objects=parse_objects(text, display_name(path)), text=text)
+    return render_overlay(arg)
+
+
+def object_name(obj: dict) -> str:
+    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name', '?')}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overlay", help="overlay name (small, medium, ...) or directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_overlay(args.overlay).text)
+    return 0

@@ -1,0 +1,80 @@
+"""Paths of the repository and of the pinned tools that `make tools` builds into ./bin.
+
+The Makefile is the one place a version is pinned (`KUSTOMIZE_VERSION ?= v5.8.1`); this module reads the
+pins from it so the CLI runs the very binaries `make` built. `KUBERAY_LLM_BIN` moves ./bin, and
+`KUSTOMIZE`, `HELM`, `KUBECONFORM` point at other binaries.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+from pathlib import Path
+
+from kuberay_llm.errors import ToolError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OVERLAYS_DIR = REPO_ROOT / "overlays"
+MANIFESTS_DIR = REPO_ROOT / "manifests"
+CHARTS_DIR = REPO_ROOT / "charts"
+WORK_DIR = Path(os.environ.get("KUBERAY_LLM_WORK", REPO_ROOT / ".work"))
+
+# Named timeouts (seconds) for the tools the CLI runs, overridable by environment variable.
+TOOL_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_TOOL_TIMEOUT", "120"))
+
+_PIN = re.compile(r"^([A-Z_]+_VERSION) \?= (\S+)\s*$", re.M)
+
+
+@functools.cache
+def pins() -> dict[str, str]:
+    """The `*_VERSION ?= x` pins at the top of the Makefile."""
+    makefile = REPO_ROOT / "Makefile"
+    try:
+        return dict(_PIN.findall(makefile.read_text()))
+    except OSError as exc:  # pragma: no cover - the package always ships beside its Makefile
+        raise ToolError(f"{makefile}: cannot read the version pins ({exc.strerror})") from None
+
+
+def bin_dir() -> Path:
+    return Path(os.environ.get("KUBERAY_LLM_BIN", REPO_ROOT / "bin"))
+
+
+def tool(name: str) -> Path:
+    """The pinned binary `name` (kustomize, helm, kubeconform, ray-operator, ...) as `make` built it."""
+    override = os.environ.get(name.upper().replace("-", "_"))
+    if override:
+        return Path(override)
+    version_key = {"ray-operator": "KUBERAY_VERSION"}.get(name, name.upper().replace("-", "_") + "_VERSION")
+    version = pins().get(version_key)
+    if version is None:
+        raise ToolError(f"Makefile: no {version_key} pin for tool {name}")
+    path = bin_dir() / f"{name}-{version}"
+    if not path.exists():
+        raise ToolError(f"{path} is missing: run `make tools` (builds the pinned {name} {version} into ./bin)")
+    return path
+
+
+def schemas_dir() -> Path:
+    path = bin_dir() / "schemas"
+    if not (path / "index.json").exists():
+        raise ToolError(f"{path} has no schemas: run `make schemas` (converts the pinned Kubernetes/KubeRay schemas)")
+    return path
+
+
+def run_tool(args: list[str | os.PathLike], *, what: str, stdin: str | None = None,
+             timeout: float = TOOL_TIMEOUT_S, cwd: Path | None = None) -> str:
+    """Run a pinned tool; return stdout. A non-zero exit becomes a ToolError naming `what` and the tool's stderr."""
+    try:
+        proc = subprocess.run([str(a) for a in args], input=stdin, capture_output=True, text=True,
+                              timeout=timeout, cwd=cwd, check=False)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{what}: {Path(str(args[0])).name} did not finish in {timeout:.0f}s "
+                        "(raise KUBERAY_LLM_TOOL_TIMEOUT)") from None
+    except OSError as exc:
+        raise ToolError(f"{what}: cannot run {args[0]}: {exc.strerror}") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise ToolError(f"{what}: {Path(str(args[0])).name} failed: {detail}")
+    return proc.stdout
