@@ -1,0 +1,147 @@
+"""Turn an overlay's serveConfigV2 into one that runs on this machine, and say what changed.
+
+Only what cannot run on a CPU-only, offline, 2-core machine is replaced: the model (no hub here), the
+parallel sizes, the accelerator, GPU-only engine args, replica counts beyond one, and the ingress CPU
+reservation. Application names, route prefixes, model ids, the other engine_kwargs and runtime_env stay.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kuberay_llm.errors import UserError
+from kuberay_llm.render import Rendered
+
+# Engine args that only mean something on a GPU, or that the tiny random model cannot honour.
+# gpu_memory_utilization sizes the KV cache from device memory; kv_cache_memory_bytes replaces it here.
+GPU_ONLY_ENGINE_KWARGS = {
+    "gpu_memory_utilization": "sizes the KV cache from GPU memory; kv_cache_memory_bytes caps it instead",
+    "quantization": "the tiny model has unquantized weights",
+    "kv_cache_dtype": "fp8 KV caches need a GPU",
+    "enable_expert_parallel": "the tiny model has no experts",
+    "data_parallel_size": "one engine on one CPU node",
+}
+PARALLEL_SIZES = ("tensor_parallel_size", "pipeline_parallel_size")
+REPLICA_FIELDS = ("min_replicas", "max_replicas", "initial_replicas")
+LLM_BUILDERS = ("ray.serve.llm:build_openai_app",)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    where: str  # `llm_app: llm_configs[0].engine_kwargs.tensor_parallel_size`
+    before: Any
+    after: Any
+    why: str
+
+    def __str__(self) -> str:
+        def show(value: Any) -> str:
+            return "(removed)" if value is _REMOVED else "(unset)" if value is _UNSET else repr(value)
+        return f"{self.where}: {show(self.before)} -> {show(self.after)}  ({self.why})"
+
+
+_REMOVED, _UNSET = object(), object()
+
+
+def serve_config_of(rendered: Rendered) -> tuple[str, dict]:
+    """(RayService name, parsed serveConfigV2) of a rendered overlay with exactly one RayService."""
+    services = [o for o in rendered.objects if o.get("kind") == "RayService"]
+    if len(services) != 1:
+        raise UserError(f"{rendered.source}: expected one RayService, found {len(services)}")
+    service = services[0]
+    name = service.get("metadata", {}).get("name", "?")
+    text = (service.get("spec") or {}).get("serveConfigV2")
+    if not isinstance(text, str) or not text.strip():
+        raise UserError(f"{rendered.source}: RayService/{name} has no spec.serveConfigV2")
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(f"{rendered.source}: RayService/{name} serveConfigV2 is not valid YAML: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("applications"), list):
+        raise UserError(f"{rendered.source}: RayService/{name} serveConfigV2 has no applications list")
+    return name, config
+
+
+def llm_configs_of(app: dict) -> list[dict]:
+    args = app.get("args") or {}
+    configs = args.get("llm_configs") or []
+    if not all(isinstance(c, dict) for c in configs):
+        raise UserError(f"application {app.get('name')}: llm_configs must be inline mappings to run locally")
+    return configs
+
+
+def localize(serve_config: dict, *, model_path: str, kv_cache_bytes: int) -> tuple[dict, list[Replacement]]:
+    """A copy of `serve_config` that runs here, and the list of replacements made (in order)."""
+    config = copy.deepcopy(serve_config)
+    changes: list[Replacement] = []
+
+    def change(where: str, mapping: dict, key: str, value: Any, why: str) -> None:
+        before = mapping.get(key, _UNSET)
+        if value is _REMOVED:
+            if key not in mapping:
+                return
+            del mapping[key]
+        else:
+            if before == value:
+                return
+            mapping[key] = value
+        changes.append(Replacement(f"{where}.{key}", before, value, why))
+
+    http = config.get("http_options")
+    if isinstance(http, dict) and http.get("host") not in (None, "127.0.0.1", "localhost"):
+        change("http_options", http, "host", "127.0.0.1", "serve on loopback only")
+
+    for app in config["applications"]:
+        name = app.get("name", "default")
+        import_path = app.get("import_path", "")
+        if import_path not in LLM_BUILDERS:
+            raise UserError(f"application {name}: import_path {import_path!r} cannot run locally; "
+                            f"`kuberay-llm local` runs {', '.join(LLM_BUILDERS)} applications")
+        args = app.setdefault("args", {})
+        ingress = args.setdefault("ingress_deployment_config", {})
+        actor = ingress.setdefault("ray_actor_options", {})
+        change(f"{name}: args.ingress_deployment_config.ray_actor_options", actor, "num_cpus", 0,
+               "2 cores: the OpenAI ingress reserves none, the engine gets them")
+        for i, llm in enumerate(llm_configs_of(app)):
+            where = f"{name}: llm_configs[{i}]"
+            loading = llm.setdefault("model_loading_config", {})
+            change(f"{where}.model_loading_config", loading, "model_source", model_path,
+                   "no model hub here: tiny random-weight Llama generated offline")
+            if "tokenizer_source" in loading:
+                change(f"{where}.model_loading_config", loading, "tokenizer_source", model_path,
+                       "the tiny model's own tokenizer")
+            change(where, llm, "accelerator_type", _REMOVED, "no GPU here")
+            change(where, llm, "accelerator_config", {"kind": "cpu"}, "vLLM's CPU backend")
+            if any(set(b) - {"CPU", "memory"} for b in _bundles(llm.get("placement_group_config"))):
+                change(where, llm, "placement_group_config", _REMOVED, "its bundles ask for accelerators")
+            engine = llm.setdefault("engine_kwargs", {})
+            for key in PARALLEL_SIZES:
+                if key in engine:
+                    change(f"{where}.engine_kwargs", engine, key, 1, "one CPU device")
+            for key, why in GPU_ONLY_ENGINE_KWARGS.items():
+                change(f"{where}.engine_kwargs", engine, key, _REMOVED, why)
+            change(f"{where}.engine_kwargs", engine, "kv_cache_memory_bytes", kv_cache_bytes,
+                   "bounded KV cache on a shared machine")
+            deployment = llm.get("deployment_config") or {}
+            autoscaling = deployment.get("autoscaling_config") or {}
+            for key in REPLICA_FIELDS:
+                if isinstance(autoscaling.get(key), int) and autoscaling[key] > 1:
+                    change(f"{where}.deployment_config.autoscaling_config", autoscaling, key, 1,
+                           "one replica fits on 2 cores")
+            if isinstance(deployment.get("num_replicas"), int) and deployment["num_replicas"] > 1:
+                change(f"{where}.deployment_config", deployment, "num_replicas", 1, "one replica fits on 2 cores")
+            actor_options = deployment.get("ray_actor_options") or {}
+            change(f"{where}.deployment_config.ray_actor_options", actor_options, "num_gpus", _REMOVED, "no GPU here")
+    return config, changes
+
+
+def _bundles(placement: Any) -> list[dict]:
+    if not isinstance(placement, dict):
+        return []
+    bundles = list(placement.get("bundles") or [])
+    if isinstance(placement.get("bundle_per_worker"), dict):
+        bundles.append(placement["bundle_per_worker"])
+    return [b for b in bundles if isinstance(b, dict)]
