@@ -1,0 +1,75 @@
+{{/* ray-llm.name: the chart name, or nameOverride; 63 characters at most (a DNS label). */}}
+{{- define "ray-llm.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* ray-llm.fullname: the RayService name: fullnameOverride, else <release>-<name> (the release alone if it contains the name). */}}
+{{- define "ray-llm.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* ray-llm.chart: chart name and version as the helm.sh/chart label wants them. */}}
+{{- define "ray-llm.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* ray-llm.labels: the standard labels of every object the chart creates. */}}
+{{- define "ray-llm.labels" -}}
+helm.sh/chart: {{ include "ray-llm.chart" . }}
+app.kubernetes.io/name: {{ include "ray-llm.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* ray-llm.image: repository:tag of the head and worker containers. */}}
+{{- define "ray-llm.image" -}}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- end }}
+
+{{/* ray-llm.rayVersion: the Ray version of the image, the tag before its first "-" (2.60.0-py311-cu128 -> 2.60.0). */}}
+{{- define "ray-llm.rayVersion" -}}
+{{- splitList "-" .Values.image.tag | first }}
+{{- end }}
+
+{{/* ray-llm.serveConfig: serveConfigV2 as a dict (one Serve LLM application with one LLMConfig); rendered with toYaml. */}}
+{{- define "ray-llm.serveConfig" -}}
+{{- $s := .Values.serve }}
+{{- $loading := dict "model_id" $s.model.id "model_source" $s.model.source }}
+{{- with $s.model.tokenizer }}{{ $_ := set $loading "tokenizer_source" . }}{{ end }}
+{{- $autoscaling := dict "min_replicas" $s.autoscaling.minReplicas "max_replicas" $s.autoscaling.maxReplicas }}
+{{- if not (kindIs "invalid" $s.autoscaling.targetOngoingRequests) }}
+{{- $_ := set $autoscaling "target_ongoing_requests" $s.autoscaling.targetOngoingRequests }}
+{{- end }}
+{{- $llm := dict "model_loading_config" $loading "deployment_config" (dict "autoscaling_config" $autoscaling) }}
+{{- with $s.accelerator.type }}{{ $_ := set $llm "accelerator_type" . }}{{ end }}
+{{- with $s.accelerator.config }}{{ $_ := set $llm "accelerator_config" . }}{{ end }}
+{{- with $s.engineKwargs }}{{ $_ := set $llm "engine_kwargs" . }}{{ end }}
+{{- with $s.envVars }}{{ $_ := set $llm "runtime_env" (dict "env_vars" .) }}{{ end }}
+{{- $args := dict "llm_configs" (list $llm) }}
+{{- if not (kindIs "invalid" $s.ingressNumCpus) }}
+{{- $_ := set $args "ingress_deployment_config" (dict "ray_actor_options" (dict "num_cpus" $s.ingressNumCpus)) }}
+{{- end }}
+{{- $app := dict "name" $s.applicationName "route_prefix" $s.routePrefix "import_path" $s.importPath "args" $args }}
+{{- toYaml (dict "applications" (list $app)) }}
+{{- end }}
+
+{{/* ray-llm.hfTokenEnv: the HF_TOKEN env entry, read from the optional Secret. */}}
+{{- define "ray-llm.hfTokenEnv" -}}
+- name: HF_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.hfToken.secretName }}
+      key: {{ .Values.hfToken.key }}
+      # Public models need no token: without the Secret the pods still start.
+      optional: true
+{{- end }}
