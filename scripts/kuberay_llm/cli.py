@@ -20,6 +20,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "kuberay-llm validate                 # every overlay\n"
                  "kuberay-llm validate overlays/large  # one overlay\n"
                  "kustomize build . | kuberay-llm validate -"),
+    "plan": ("kuberay_llm.plan.cli", "predict vLLM's KV-cache capacity and concurrency of an overlay",
+             "kuberay-llm plan large\n"
+             "kuberay-llm plan small --gpu L4 --json\n"
+             "kuberay-llm plan --model deepseek-ai/DeepSeek-R1 --gpu H100-80GB --tp 8 --pp 2 --max-model-len 32768\n"
+             "kuberay-llm plan --markdown-table   # the README tiers table"),
 }
 
 

@@ -1,0 +1,126 @@
+"""Model and GPU facts, loaded from kuberay_llm/data/{models,gpus}.yaml (offline: no Hugging Face calls)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kuberay_llm.errors import UserError
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass(frozen=True)
+class Mla:
+    q_lora_rank: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+
+
+@dataclass(frozen=True)
+class Moe:
+    experts: int
+    experts_per_token: int
+    intermediate_size: int
+    shared_experts: int = 0
+    first_dense_layers: int = 0
+    bias: bool = False         # expert and router biases (gpt-oss)
+    router_bias: bool = False  # DeepSeek's e_score_correction_bias
+
+
+@dataclass(frozen=True)
+class Quantization:
+    method: str          # fp8-block | mxfp4
+    block_elements: int  # elements sharing one scale
+    applies_to: str      # linear (every projection) | experts (MoE experts only)
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    source: str
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int  # vLLM's max_model_len when the config sets none
+    parameters: int
+    tie_word_embeddings: bool = False
+    attention_bias: str = "none"  # none | qkv | all
+    dtype: str = "bfloat16"
+    sliding_window: int | None = None
+    mla: Mla | None = None
+    moe: Moe | None = None
+    quantization: Quantization | None = None
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    total_gib: float
+    architecture: str
+    ray_accelerator_types: tuple[str, ...]
+    labels: tuple[str, ...]
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((DATA_DIR / name).read_text())
+
+
+def _model(name: str, raw: dict) -> Model:
+    raw = dict(raw)
+    mla, moe, quant = raw.pop("mla", None), raw.pop("moe", None), raw.pop("quantization", None)
+    return Model(name=name, aliases=tuple(raw.pop("aliases", ())),
+                 mla=Mla(**mla) if mla else None, moe=Moe(**moe) if moe else None,
+                 quantization=Quantization(**quant) if quant else None, **raw)
+
+
+@functools.cache
+def models() -> dict[str, Model]:
+    """Every known model under its own id and under each alias (lower-cased keys)."""
+    table: dict[str, Model] = {}
+    for name, raw in _load("models.yaml")["models"].items():
+        model = _model(name, raw)
+        for key in (name, *model.aliases):
+            table[key.lower()] = model
+    return table
+
+
+@functools.cache
+def gpus() -> dict[str, Gpu]:
+    return {name: Gpu(name=name, total_gib=raw["total_gib"], architecture=raw["architecture"],
+                      ray_accelerator_types=tuple(raw["ray_accelerator_types"]), labels=tuple(raw["labels"]))
+            for name, raw in _load("gpus.yaml")["gpus"].items()}
+
+
+def model_names() -> list[str]:
+    return sorted({m.name for m in models().values()})
+
+
+def find_model(model_id: str) -> Model:
+    """A model by Hugging Face id or mirror id; also accepts a local path ending in the repo name."""
+    table = models()
+    key = model_id.strip().rstrip("/").lower()
+    if key in table:
+        return table[key]
+    raise UserError(f"unknown model {model_id!r}: the planner knows {', '.join(model_names())} "
+                    "(add it to scripts/kuberay_llm/data/models.yaml from its config.json)")
+
+
+def find_gpu(name: str) -> Gpu:
+    """A GPU by catalog name (H100-80GB), Ray accelerator type (A100-40G) or node label (NVIDIA-L4)."""
+    wanted = name.strip().lower()
+    for gpu in gpus().values():
+        if wanted in {gpu.name.lower(), *(t.lower() for t in gpu.ray_accelerator_types),
+                      *(label.lower() for label in gpu.labels)}:
+            return gpu
+    raise UserError(f"unknown GPU {name!r}: the planner knows {', '.join(gpus())}")

@@ -1,0 +1,69 @@
+"""`kuberay-llm plan`: predict vLLM's KV capacity for an overlay or for ad-hoc settings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from kuberay_llm.errors import UserError
+from kuberay_llm.plan.accounting import DEFAULT_GPU_MEMORY_UTILIZATION, PlanInput, plan
+from kuberay_llm.plan.catalog import find_gpu, find_model
+from kuberay_llm.plan.report import as_dict, as_text, plan_overlay
+from kuberay_llm.render import overlay_names
+
+EXAMPLES = ("kuberay-llm plan large\n"
+            "kuberay-llm plan small --gpu L4 --json\n"
+            "kuberay-llm plan --model deepseek-ai/DeepSeek-R1 --gpu H100-80GB --tp 8 --pp 2 --max-model-len 32768\n"
+            "kuberay-llm plan --markdown-table   # the README tiers table")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overlay", nargs="?", help="overlay name or directory (omit with --model)")
+    parser.add_argument("--model", help="Hugging Face id, e.g. deepseek-ai/DeepSeek-R1")
+    parser.add_argument("--gpu", help="GPU type, e.g. H100-80GB, A100-40GB, L40S (overrides the overlay's)")
+    parser.add_argument("--tp", type=int, default=1, help="tensor_parallel_size (default 1)")
+    parser.add_argument("--pp", type=int, default=1, help="pipeline_parallel_size (default 1)")
+    parser.add_argument("--max-model-len", type=int, help="max_model_len in tokens")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION,
+                        help=f"fraction of GPU memory vLLM may use (default {DEFAULT_GPU_MEMORY_UTILIZATION})")
+    parser.add_argument("--max-num-seqs", type=int, help="max_num_seqs (default: vLLM's for the GPU)")
+    parser.add_argument("--max-num-batched-tokens", type=int, help="max_num_batched_tokens (default: vLLM's)")
+    parser.add_argument("--kv-cache-dtype", default="auto", help="auto, fp8, ... (default auto)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--markdown-table", action="store_true", help="print the README tiers table")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.markdown_table:
+        from kuberay_llm.plan.readme import tiers_table
+        print(tiers_table(), end="")
+        return 0
+    if args.model and args.overlay:
+        raise UserError("give an overlay or --model, not both")
+    if args.model:
+        return _run_ad_hoc(args)
+    if not args.overlay:
+        raise UserError(f"give an overlay ({', '.join(overlay_names())}) or --model")
+    gpu = find_gpu(args.gpu) if args.gpu else None
+    entries = plan_overlay(args.overlay, gpu)
+    if args.json:
+        print(json.dumps([{"source": e.source, "object": e.rayservice, "model_source": e.model_source,
+                           "gpu_from": e.gpu_how, "not_planned": e.not_planned or None,
+                           **(as_dict(e.plan) if e.plan else {})} for e in entries], indent=2))
+    else:
+        for e in entries:
+            print(f"{e.source}: {e.rayservice}: {e.model_source} (GPU from {e.gpu_how})")
+            print(f"  {e.not_planned}" if e.plan is None else as_text(e.plan))
+    return 1 if any(e.plan is not None and not e.plan.fits for e in entries) else 0
+
+
+def _run_ad_hoc(args: argparse.Namespace) -> int:
+    if not args.gpu:
+        raise UserError("--model needs --gpu (e.g. --gpu H100-80GB)")
+    model = find_model(args.model)
+    result = plan(PlanInput(model=model, gpu=find_gpu(args.gpu), tp=args.tp, pp=args.pp,
+                            max_model_len=args.max_model_len or model.max_position_embeddings,
+                            gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
+                            max_num_batched_tokens=args.max_num_batched_tokens, kv_cache_dtype=args.kv_cache_dtype))
+    print(json.dumps(as_dict(result), indent=2) if args.json else as_text(result))
+    return 0 if result.fits else 1
