@@ -101,6 +101,15 @@ validate: ## Render and validate every overlay: schemas, Ray's own config models
 test: ## Run the test suite (no cluster needed).
 	$(PYTEST) -q
 
+##@ Benchmarks
+
+.PHONY: bench
+bench: bench-plan ## Run every benchmark (offline).
+
+.PHONY: bench-plan
+bench-plan: ## Compare the capacity planner with vLLM's published concurrency figures.
+	$(VENV)/bin/python -m kuberay_llm.plan.bench
+
 .PHONY: clean
 clean: ## Remove ./bin, ./.venv and ./.work.
 	rm -rf $(LOCALBIN) $(VENV) $(WORKDIR)
