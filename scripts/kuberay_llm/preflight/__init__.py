@@ -1,0 +1,1 @@
+"""Offline preflight checks of rendered manifests; `kuberay-llm validate` runs them all."""
