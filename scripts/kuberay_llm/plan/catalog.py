@@ -107,7 +107,7 @@ def model_names() -> list[str]:
 
 
 def find_model(model_id: str) -> Model:
-    """A model by Hugging Face id or mirror id; also accepts a local path ending in the repo name."""
+    """A model by Hugging Face id or mirror id (case-insensitive)."""
     table = models()
     key = model_id.strip().rstrip("/").lower()
     if key in table:
