@@ -103,7 +103,7 @@ def start_head(work_dir: Path) -> RayHead:
     cmd = [str(ray), "start", "--head", "--block", f"--node-ip-address={HOST}", f"--port={GCS_PORT}",
            "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={DASHBOARD_PORT}",
            f"--num-cpus={os.cpu_count() or 2}", "--num-gpus=0", f"--temp-dir={work_dir / 'ray'}",
-           "--disable-usage-stats"]
+           "--object-store-memory=500000000", "--disable-usage-stats"]
     with open(head.log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=stack_env(work_dir), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

@@ -17,9 +17,9 @@ from kuberay_llm.errors import UserError
 from kuberay_llm.render import Rendered
 
 # Engine args that only mean something on a GPU, or that the tiny random model cannot honour.
-# gpu_memory_utilization sizes the KV cache from device memory; kv_cache_memory_bytes replaces it here.
+# gpu_memory_utilization stays: vLLM's CPU worker ignores it once kv_cache_memory_bytes is set
+# (vllm/v1/worker/cpu_worker.py, 0.29.0).
 GPU_ONLY_ENGINE_KWARGS = {
-    "gpu_memory_utilization": "sizes the KV cache from GPU memory; kv_cache_memory_bytes caps it instead",
     "quantization": "the tiny model has unquantized weights",
     "kv_cache_dtype": "fp8 KV caches need a GPU",
     "enable_expert_parallel": "the tiny model has no experts",
@@ -27,6 +27,8 @@ GPU_ONLY_ENGINE_KWARGS = {
 }
 PARALLEL_SIZES = ("tensor_parallel_size", "pipeline_parallel_size")
 REPLICA_FIELDS = ("min_replicas", "max_replicas", "initial_replicas")
+# vLLM's CPU platform sets kv_cache_memory_bytes from this (GiB) when present (vllm/platforms/cpu.py).
+CPU_KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 LLM_BUILDERS = ("ray.serve.llm:build_openai_app",)
 
 
@@ -90,9 +92,8 @@ def localize(serve_config: dict, *, model_path: str, kv_cache_bytes: int) -> tup
             mapping[key] = value
         changes.append(Replacement(f"{where}.{key}", before, value, why))
 
-    http = config.get("http_options")
-    if isinstance(http, dict) and http.get("host") not in (None, "127.0.0.1", "localhost"):
-        change("http_options", http, "host", "127.0.0.1", "serve on loopback only")
+    http = config.setdefault("http_options", {})
+    change("http_options", http, "host", "127.0.0.1", "serve on loopback only")
 
     for app in config["applications"]:
         name = app.get("name", "default")
@@ -123,8 +124,10 @@ def localize(serve_config: dict, *, model_path: str, kv_cache_bytes: int) -> tup
                     change(f"{where}.engine_kwargs", engine, key, 1, "one CPU device")
             for key, why in GPU_ONLY_ENGINE_KWARGS.items():
                 change(f"{where}.engine_kwargs", engine, key, _REMOVED, why)
-            change(f"{where}.engine_kwargs", engine, "kv_cache_memory_bytes", kv_cache_bytes,
-                   "bounded KV cache on a shared machine")
+            env_vars = (llm.get("runtime_env") or {}).get("env_vars") or {}
+            if not env_vars.get(CPU_KV_CACHE_ENV):  # that env var, when set, overrides kv_cache_memory_bytes
+                change(f"{where}.engine_kwargs", engine, "kv_cache_memory_bytes", kv_cache_bytes,
+                       "bounded KV cache on a shared machine")
             deployment = llm.get("deployment_config") or {}
             autoscaling = deployment.get("autoscaling_config") or {}
             for key in REPLICA_FIELDS:

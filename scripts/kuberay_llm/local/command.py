@@ -1,0 +1,135 @@
+"""`kuberay-llm local OVERLAY`: run an overlay's serve config on this machine with real Ray Serve LLM and vLLM (CPU).
+
+The overlay is rendered, its RayService's serveConfigV2 made runnable here (each replacement printed),
+and submitted the way the KubeRay operator does it: `PUT /api/serve/applications/` on the head's
+dashboard (port 8265), then `GET /api/serve/applications/?api_type=declarative` until every
+application is RUNNING and its deployments HEALTHY. Then an OpenAI smoke test on port 8000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+from kuberay_llm import toolchain
+from kuberay_llm.errors import UserError
+from kuberay_llm.local import ray_head
+from kuberay_llm.local.serve_config import llm_configs_of, localize, serve_config_of
+from kuberay_llm.local.serve_status import wait_for_applications
+from kuberay_llm.render import render_overlay
+
+DEFAULT_OVERLAY = "local-cpu"
+READY_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_LOCAL_TIMEOUT", "900"))
+KV_CACHE_BYTES = int(os.environ.get("KUBERAY_LLM_LOCAL_KV_CACHE_BYTES", str(256 * 2**20)))
+
+
+def local_work_dir() -> Path:
+    return toolchain.WORK_DIR / "local"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overlay", nargs="?", default=DEFAULT_OVERLAY,
+                        help=f"overlay name or directory (default: {DEFAULT_OVERLAY})")
+    parser.add_argument("--keep", action="store_true", help="leave it running and print how to call it")
+    parser.add_argument("--stop", action="store_true", help="stop an instance left running by --keep")
+
+
+def require_stack() -> None:
+    missing = [m for m in ("vllm", "torch", "transformers") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"the local CPU stack is not installed ({', '.join(missing)} missing): run `make setup-local`")
+
+
+def prepare(overlay: str, work_dir: Path) -> tuple[dict, list, list[str]]:
+    """(serve config to submit, replacements, application names) for `overlay`, with the tiny model ready."""
+    from kuberay_llm.local.tiny_model import ensure_tiny_model
+
+    rendered = render_overlay(overlay)
+    service, config = serve_config_of(rendered)
+    model = ensure_tiny_model(work_dir)
+    local_config, changes = localize(config, model_path=str(model), kv_cache_bytes=KV_CACHE_BYTES)
+    print(f"{rendered.source}: RayService/{service}, applications: "
+          + ", ".join(a.get("name", "default") for a in local_config["applications"]))
+    print(f"replaced {len(changes)} value(s) that cannot run on this machine:")
+    for change in changes:
+        print(f"  {change}")
+    return local_config, changes, [a.get("name", "default") for a in local_config["applications"]]
+
+
+def model_ids(config: dict) -> list[str]:
+    return [c["model_loading_config"]["model_id"] for app in config["applications"] for c in llm_configs_of(app)]
+
+
+def deploy(head: ray_head.RayHead, config: dict, apps: list[str], sample_memory=None) -> float:
+    """PUT the config like the KubeRay operator, wait until RUNNING/HEALTHY; return the seconds it took."""
+    start = time.monotonic()
+    ray_head.http("PUT", f"{head.dashboard_url}/api/serve/applications/", json.loads(json.dumps(config)))
+    last_print = [0.0]
+
+    def fetch() -> dict:
+        if sample_memory:
+            sample_memory()
+        status = ray_head.http("GET", f"{head.dashboard_url}/api/serve/applications/?api_type=declarative")
+        return status.get("applications") or {}
+
+    def progress(elapsed, verdict) -> None:
+        if elapsed - last_print[0] >= 15 or verdict.state != "waiting":
+            last_print[0] = elapsed
+            print(f"  [{elapsed:5.0f}s] {verdict.message}", flush=True)
+
+    wait_for_applications(fetch, apps, timeout_s=READY_TIMEOUT_S, on_progress=progress)
+    return time.monotonic() - start
+
+
+def stop_kept(work_dir: Path) -> int:
+    head = ray_head.load_head(work_dir)
+    if head is None:
+        print("no kept local instance")
+        return 0
+    left = ray_head.stop_head(head)
+    if left:
+        raise UserError(f"processes still alive after stopping: {left}")
+    print(f"stopped the local instance (Ray head pid {head.pid})")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    work_dir = local_work_dir()
+    if args.stop:
+        return stop_kept(work_dir)
+    require_stack()
+    config, _, apps = prepare(args.overlay, work_dir)
+    print("starting a Ray head (dashboard http://127.0.0.1:8265) ...", flush=True)
+    head = ray_head.start_head(work_dir)
+    sample_memory = ray_head.peak_tracker(head.pid)
+    keep = False
+    try:
+        print("PUT /api/serve/applications/ (as the KubeRay operator does); waiting for RUNNING ...", flush=True)
+        seconds = deploy(head, config, apps, sample_memory)
+        print(f"ready in {seconds:.0f}s")
+        from kuberay_llm.local.smoke import smoke_test
+
+        for model_id in model_ids(config):
+            result = smoke_test(head.serve_url, model_id)
+            sample_memory()
+            print(f"smoke test {model_id}: models {result.models}; chat {result.completion_tokens} tokens in "
+                  f"{result.chat_seconds:.1f}s: {result.reply!r}; stream {result.stream_chunks} chunks")
+        print(f"peak memory of the local stack: {sample_memory() / 2**30:.1f} GiB")
+        keep = args.keep
+    finally:
+        if keep:
+            model_id = model_ids(config)[0]
+            print(f"\nleft running (Ray head pid {head.pid}). Call it:\n"
+                  f"  curl -s {head.serve_url}/v1/chat/completions -H 'Content-Type: application/json' "
+                  f"-d '{{\"model\": \"{model_id}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'\n"
+                  f"Ray dashboard: {head.dashboard_url}\nStop it: kuberay-llm local --stop")
+        else:
+            left = ray_head.stop_head(head)
+            if left:
+                raise UserError(f"processes still alive after stopping: {left}")
+            print("stopped: Serve shut down, Ray head and all its processes gone")
+    return 0
