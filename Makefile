@@ -17,6 +17,13 @@ KUBERAY_VERSION ?= v1.6.2
 KUBERNETES_VERSION ?= v1.36.3
 # github.com/prometheus-operator/prometheus-operator: the PodMonitor CRD of the monitoring component
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
+# github.com/argoproj/argo-cd/v3: the Argo CD CRDs (manifests/crds) argocd/*.yaml is validated against.
+# v3.6.x needs go >= 1.27 to extract: bump with the Go toolchain.
+ARGOCD_VERSION ?= v3.5.7
+# github.com/norwoodj/helm-docs releases: generates the values table of charts/ray-llm/README.md
+HELM_DOCS_VERSION ?= v1.14.2
+# github.com/helm-unittest/helm-unittest releases: the `helm unittest` plugin, built from source
+HELM_UNITTEST_VERSION ?= v1.1.2
 
 LOCALBIN ?= $(CURDIR)/bin
 WORKDIR ?= $(CURDIR)/.work
@@ -29,8 +36,13 @@ KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 KUBECONFORM ?= $(LOCALBIN)/kubeconform-$(KUBECONFORM_VERSION)
 KUBERAY_OPERATOR ?= $(LOCALBIN)/ray-operator-$(KUBERAY_VERSION)
+HELM_DOCS ?= $(LOCALBIN)/helm-docs-$(HELM_DOCS_VERSION)
+HELM_UNITTEST ?= $(LOCALBIN)/helm-unittest-$(HELM_UNITTEST_VERSION)
+# Helm plugins live in ./bin, never in the user's ~/.local/share/helm.
+HELM_PLUGINS_DIR ?= $(LOCALBIN)/helm-plugins
+CHART ?= charts/ray-llm
 SCHEMAS ?= $(LOCALBIN)/schemas
-SCHEMAS_STAMP := $(SCHEMAS)/.stamp-$(KUBERNETES_VERSION)-$(KUBERAY_VERSION)-$(PROMETHEUS_OPERATOR_VERSION)
+SCHEMAS_STAMP := $(SCHEMAS)/.stamp-$(KUBERNETES_VERSION)-$(KUBERAY_VERSION)-$(PROMETHEUS_OPERATOR_VERSION)-$(ARGOCD_VERSION)
 VENV_STAMP := $(VENV)/.stamp
 CLI := $(VENV)/bin/kuberay-llm
 PYTEST := $(VENV)/bin/pytest
@@ -51,7 +63,7 @@ help: ## Show this help.
 setup: tools venv ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
 
 .PHONY: tools
-tools: kustomize helm kubeconform schemas ## Build kustomize, helm, kubeconform and the local schemas into ./bin.
+tools: kustomize helm kubeconform schemas helm-docs helm-unittest ## Build kustomize, helm, kubeconform and the local schemas into ./bin.
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create ./.venv with the kuberay-llm package and its pinned test dependencies.
@@ -75,6 +87,20 @@ kuberay-operator: $(KUBERAY_OPERATOR) ## Build the KubeRay operator $(KUBERAY_VE
 $(KUBERAY_OPERATOR):
 	$(call go-install-tool,$@,ray-operator,github.com/ray-project/kuberay/ray-operator,$(KUBERAY_VERSION))
 
+.PHONY: helm-docs helm-unittest
+helm-docs: $(HELM_DOCS) ## Build helm-docs $(HELM_DOCS_VERSION).
+$(HELM_DOCS):
+	$(call go-install-tool,$@,helm-docs,github.com/norwoodj/helm-docs/cmd/helm-docs,$(HELM_DOCS_VERSION))
+helm-unittest: $(HELM_UNITTEST) ## Build the helm-unittest plugin $(HELM_UNITTEST_VERSION) and install it into ./bin/helm-plugins.
+$(HELM_UNITTEST): $(HELM)
+	$(call go-install-tool,$@,helm-unittest,github.com/helm-unittest/helm-unittest/cmd/helm-unittest,$(HELM_UNITTEST_VERSION))
+	# Offline plugin install: a local directory with our own plugin.yaml next to the binary we built.
+	rm -rf $@-plugin $(HELM_PLUGINS_DIR)/unittest && mkdir -p $@-plugin $(HELM_PLUGINS_DIR)
+	ln -s $@ $@-plugin/untt
+	printf 'name: unittest\nversion: "%s"\nusage: unit tests for helm charts\ndescription: helm-unittest built from source by make helm-unittest\ncommand: $$HELM_PLUGIN_DIR/untt\n' \
+	  "$(HELM_UNITTEST_VERSION:v%=%)" > $@-plugin/plugin.yaml
+	HELM_PLUGINS=$(HELM_PLUGINS_DIR) $(HELM) plugin install $@-plugin
+
 .PHONY: schemas
 schemas: $(SCHEMAS_STAMP) ## Convert the Kubernetes, KubeRay and PodMonitor schemas from the pinned Go modules into strict JSON schemas.
 $(SCHEMAS_STAMP): $(VENV_STAMP)
@@ -82,7 +108,8 @@ $(SCHEMAS_STAMP): $(VENV_STAMP)
 	$(VENV)/bin/python -m kuberay_llm.schemas --out $(SCHEMAS) \
 	  --kubernetes-openapi "$$($(call go-mod-dir,k8s.io/kubernetes,$(KUBERNETES_VERSION)))/api/openapi-spec/v3" \
 	  --crds "$$($(call go-mod-dir,github.com/ray-project/kuberay/ray-operator,$(KUBERAY_VERSION)))/config/crd/bases" \
-	  --crds "$$($(call go-mod-dir,github.com/prometheus-operator/prometheus-operator,$(PROMETHEUS_OPERATOR_VERSION)))/example/prometheus-operator-crd"
+	  --crds "$$($(call go-mod-dir,github.com/prometheus-operator/prometheus-operator,$(PROMETHEUS_OPERATOR_VERSION)))/example/prometheus-operator-crd" \
+	  --crds "$$($(call go-mod-dir,github.com/argoproj/argo-cd/v3,$(ARGOCD_VERSION)))/manifests/crds"
 	touch $@
 
 ##@ Preflight (offline)
@@ -92,8 +119,30 @@ render: ## Print the rendered manifests of OVERLAY.
 	$(CLI) render $(OVERLAY)
 
 .PHONY: validate
-validate: ## Render and validate every overlay: schemas, Ray's own config models, cross-field rules.
+validate: validate-chart validate-argocd ## Render and validate every overlay: schemas, Ray's own config models, cross-field rules.
 	$(CLI) validate
+
+.PHONY: validate-chart
+validate-chart: ## Render every charts/ray-llm scenario (ci/*-values.yaml) and validate it as an overlay is validated.
+	$(CLI) validate --chart $(CHART) $(addprefix --values ,$(sort $(wildcard $(CHART)/ci/*-values.yaml)))
+
+.PHONY: validate-argocd
+validate-argocd: ## Validate argocd/*.yaml against the pinned Argo CD CRDs and Kubernetes schemas.
+	$(CLI) validate $(or $(sort $(wildcard argocd/*.yaml)),$(error no argocd/*.yaml to validate))
+
+##@ Helm chart
+
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict every charts/ray-llm scenario.
+	for values in $(sort $(wildcard $(CHART)/ci/*-values.yaml)); do $(HELM) lint --strict $(CHART) -f $$values; done
+
+.PHONY: chart-unittest
+chart-unittest: helm-unittest ## Run the chart's helm-unittest suites (charts/ray-llm/tests/*_test.yaml).
+	HELM_PLUGINS=$(HELM_PLUGINS_DIR) $(HELM) unittest --strict $(CHART)
+
+.PHONY: chart-docs
+chart-docs: helm-docs ## Regenerate charts/ray-llm/README.md from README.md.gotmpl and the values.yaml comments.
+	$(HELM_DOCS) --chart-search-root $(CHART) --template-files README.md.gotmpl
 
 ##@ Test
 
