@@ -118,7 +118,10 @@ $(HELM_DOCS):
 	$(call go-install-tool,$@,helm-docs,github.com/norwoodj/helm-docs/cmd/helm-docs,$(HELM_DOCS_VERSION))
 helm-unittest: $(HELM_UNITTEST) ## Build the helm-unittest plugin $(HELM_UNITTEST_VERSION) and install it into ./bin/helm-plugins.
 $(HELM_UNITTEST): $(HELM)
-	$(call go-install-tool,$@,helm-unittest,github.com/helm-unittest/helm-unittest/cmd/helm-unittest,$(HELM_UNITTEST_VERSION))
+	# `go install pkg@version` refuses the module (its go.mod has a replace directive): build it in the module cache.
+	mkdir -p $(LOCALBIN)
+	cd "$$($(call go-mod-dir,github.com/helm-unittest/helm-unittest,$(HELM_UNITTEST_VERSION)))" && \
+	  GOFLAGS=-buildvcs=false go build -o $@ ./cmd/helm-unittest
 	# Offline plugin install: a local directory with our own plugin.yaml next to the binary we built.
 	rm -rf $@-plugin $(HELM_PLUGINS_DIR)/unittest && mkdir -p $@-plugin $(HELM_PLUGINS_DIR)
 	ln -s $@ $@-plugin/untt
@@ -154,6 +157,10 @@ validate-chart: ## Render every charts/ray-llm scenario (ci/*-values.yaml) and v
 .PHONY: validate-argocd
 validate-argocd: ## Validate argocd/*.yaml against the pinned Argo CD CRDs and Kubernetes schemas.
 	$(CLI) validate $(or $(sort $(wildcard argocd/*.yaml)),$(error no argocd/*.yaml to validate))
+
+.PHONY: argocd-cm
+argocd-cm: ## Regenerate argocd/argocd-cm.yaml from the Lua health checks in argocd/health/.
+	$(VENV)/bin/python argocd/health/render_argocd_cm.py
 
 ##@ Helm chart
 
