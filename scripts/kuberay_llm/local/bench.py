@@ -1,0 +1,225 @@
+"""`make bench-local`: the same tiny model, prompts and concurrency through Ray Serve LLM and standalone `vllm serve`.
+
+Both servers come from the same install and get the same engine args (the local-cpu overlay's, made
+runnable here exactly as `kuberay-llm local` does). They run one after the other, never together, so
+neither steals the other's 2 cores. Each request streams a chat completion of exactly OUTPUT_TOKENS
+tokens (ignore_eos: the random-weight model would otherwise stop anywhere). Reported per concurrency
+level: TTFT p50/p95, output tokens/s, requests/s, and Ray/standalone for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kuberay_llm import toolchain
+from kuberay_llm.errors import UserError
+from kuberay_llm.local import ray_head
+from kuberay_llm.local.command import deploy, local_work_dir, prepare, require_stack
+from kuberay_llm.local.serve_config import llm_configs_of
+
+CONCURRENCY = (1, 4, 8)
+OUTPUT_TOKENS = 32
+REQUESTS_PER_SLOT = 4  # each level sends concurrency x this many requests (at least MIN_REQUESTS)
+MIN_REQUESTS = 8
+STANDALONE_START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_LOCAL_TIMEOUT", "900"))
+RESULTS_DIR = toolchain.REPO_ROOT / "results"
+PROMPTS = [
+    "Explain what a RayService is in two sentences.",
+    "Write a haiku about GPUs waiting for work.",
+    "List three reasons to pin software versions.",
+    "What does tensor parallelism split, and why?",
+    "Summarize the benefits of an OpenAI compatible API.",
+    "Give a short greeting to a new Kubernetes user.",
+    "Describe a KV cache to a five year old.",
+    "Why would a serve config set max_model_len?",
+]
+
+
+@dataclass
+class Level:
+    concurrency: int
+    requests: int
+    ttft_p50_ms: float
+    ttft_p95_ms: float
+    output_tokens_per_s: float
+    requests_per_s: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def _one(client, model_id: str, prompt: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    ttft, tokens = None, 0
+    stream = await client.chat.completions.create(
+        model=model_id, messages=[{"role": "user", "content": prompt}], max_tokens=OUTPUT_TOKENS, stream=True,
+        stream_options={"include_usage": True}, extra_body={"ignore_eos": True}, temperature=0.0)
+    async for chunk in stream:
+        if ttft is None and chunk.choices and (chunk.choices[0].delta.content
+                                               or getattr(chunk.choices[0].delta, "reasoning_content", None)):
+            ttft = time.perf_counter() - start
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    if ttft is None or tokens != OUTPUT_TOKENS:
+        raise UserError(f"a streamed request returned {tokens} tokens (expected {OUTPUT_TOKENS}) or no text")
+    return ttft, tokens
+
+
+async def run_level(base_url: str, model_id: str, concurrency: int) -> Level:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=f"{base_url}/v1", api_key="local", timeout=300, max_retries=0)
+    total = max(MIN_REQUESTS, concurrency * REQUESTS_PER_SLOT)
+    queue = list(range(total))
+    results: list[tuple[float, int]] = []
+
+    async def worker() -> None:
+        while queue:
+            i = queue.pop()
+            results.append(await _one(client, model_id, PROMPTS[i % len(PROMPTS)]))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    await client.close()
+    ttfts = [r[0] * 1000 for r in results]
+    return Level(concurrency, total, round(percentile(ttfts, 50), 1), round(percentile(ttfts, 95), 1),
+                 round(sum(r[1] for r in results) / wall, 1), round(total / wall, 2))
+
+
+def run_levels(base_url: str, model_id: str, label: str) -> list[Level]:
+    asyncio.run(run_level(base_url, model_id, 1))  # warm-up: first-request compilation is not serving speed
+    levels = []
+    for concurrency in CONCURRENCY:
+        level = asyncio.run(run_level(base_url, model_id, concurrency))
+        print(f"  {label} c={concurrency}: TTFT p50 {level.ttft_p50_ms} ms, {level.output_tokens_per_s} tok/s", flush=True)
+        levels.append(level)
+    return levels
+
+
+def bench_ray(config: dict, apps: list[str], model_id: str, work_dir: Path) -> list[Level]:
+    print("Ray Serve LLM: starting a Ray head and deploying (PUT /api/serve/applications/) ...", flush=True)
+    head = ray_head.start_head(work_dir)
+    try:
+        print(f"  ready in {deploy(head, config, apps):.0f}s", flush=True)
+        return run_levels(head.serve_url, model_id, "ray")
+    finally:
+        left = ray_head.stop_head(head)
+        if left:
+            raise UserError(f"processes still alive after stopping Ray: {left}")
+
+
+def engine_cli_args(engine_kwargs: dict) -> list[str]:
+    """`vllm serve` flags for engine_kwargs: --snake-case, booleans as --x / --no-x, mappings as JSON."""
+    args = []
+    for key, value in engine_kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, (dict, list)):
+            args += [flag, json.dumps(value)]
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def bench_standalone(llm_config: dict, work_dir: Path) -> list[Level]:
+    model_id = llm_config["model_loading_config"]["model_id"]
+    model_path = llm_config["model_loading_config"]["model_source"]
+    env = ray_head.stack_env(work_dir)
+    env.update({k: str(v) for k, v in ((llm_config.get("runtime_env") or {}).get("env_vars") or {}).items()})
+    if ray_head.port_in_use(ray_head.SERVE_PORT):
+        raise UserError(f"port {ray_head.SERVE_PORT} is already in use (a kept instance? `kuberay-llm local --stop`)")
+    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", model_path, "--served-model-name", model_id,
+           "--host", ray_head.HOST, "--port", str(ray_head.SERVE_PORT),
+           *engine_cli_args(llm_config.get("engine_kwargs") or {})]
+    print("standalone: " + " ".join(cmd[1:]), flush=True)
+    log_path = work_dir / "vllm-serve.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    base_url = f"http://{ray_head.HOST}:{ray_head.SERVE_PORT}"
+    try:
+        start = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                raise UserError(f"vllm serve exited with {proc.returncode}:\n{ray_head.tail(log_path)}")
+            try:
+                ray_head.http("GET", f"{base_url}/v1/models", timeout=5)
+                break
+            except UserError:
+                if time.monotonic() - start > STANDALONE_START_TIMEOUT_S:
+                    raise UserError(f"vllm serve not ready after {STANDALONE_START_TIMEOUT_S:.0f}s:\n"
+                                    f"{ray_head.tail(log_path)}") from None
+                time.sleep(2)
+        print(f"  ready in {time.monotonic() - start:.0f}s", flush=True)
+        return run_levels(base_url, model_id, "standalone")
+    finally:
+        procs = ray_head.tree(proc.pid)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        import psutil
+
+        _, alive = psutil.wait_procs(procs, timeout=60)
+        for p in alive:
+            p.kill()
+
+
+def table(ray: list[Level], standalone: list[Level]) -> str:
+    rows = [f"{'conc':>4}  {'metric':<16} {'ray':>10} {'standalone':>11} {'ray/standalone':>15}"]
+    for r, s in zip(ray, standalone):
+        for name, attr in (("TTFT p50 (ms)", "ttft_p50_ms"), ("TTFT p95 (ms)", "ttft_p95_ms"),
+                           ("output tok/s", "output_tokens_per_s"), ("requests/s", "requests_per_s")):
+            a, b = getattr(r, attr), getattr(s, attr)
+            rows.append(f"{r.concurrency:>4}  {name:<16} {a:>10} {b:>11} {a / b if b else float('nan'):>15.2f}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overlay", nargs="?", default="local-cpu")
+    args = parser.parse_args(argv)
+    try:
+        require_stack()
+        work_dir = local_work_dir()
+        config, _, apps = prepare(args.overlay, work_dir)
+        llm_config = llm_configs_of(config["applications"][0])[0]
+        model_id = llm_config["model_loading_config"]["model_id"]
+        ray = bench_ray(config, apps, model_id, work_dir)
+        standalone = bench_standalone(llm_config, work_dir)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"\n{args.overlay} on the tiny model, {OUTPUT_TOKENS} output tokens per request, {os.cpu_count()} CPUs:")
+    print(table(ray, standalone))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"bench-local-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({
+        "overlay": args.overlay, "model_id": model_id, "output_tokens": OUTPUT_TOKENS, "cpus": os.cpu_count(),
+        "engine_kwargs": llm_config.get("engine_kwargs"),
+        "levels": [{"concurrency": r.concurrency, "ray": asdict(r), "standalone": asdict(s),
+                    "ratio": {k: (getattr(r, k) / getattr(s, k) if getattr(s, k) else None)
+                              for k in ("ttft_p50_ms", "ttft_p95_ms", "output_tokens_per_s", "requests_per_s")}}
+                   for r, s in zip(ray, standalone)],
+    }, indent=2) + "\n")
+    print(f"\nsaved {out.relative_to(toolchain.REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
