@@ -94,7 +94,7 @@ def test_check_capacity_warns_when_max_num_seqs_leaves_kv_unused():
     config = copy.deepcopy(config)
     config["engine_kwargs"]["max_num_seqs"] = 8
     [finding] = check_capacity(source, service, config)
-    assert (finding.severity, finding.source, finding.object, finding.field) == (
+    assert (finding.severity, finding.source, finding.obj, finding.field) == (
         "warning", "overlays/large", "RayService/deepseek-r1", "serveConfigV2 llm_configs[0].engine_kwargs.max_num_seqs")
     assert "memory is left unused" in finding.message and finding.fix
 

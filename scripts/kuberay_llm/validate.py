@@ -35,9 +35,11 @@ def _result(future):
         return err
 
 
-def check_rendered(rendered: render.Rendered, *, with_schema: bool = False) -> list[Finding]:
-    """Checks 3 and 4 (and 2 with `with_schema`) of one rendered source."""
-    findings = schema.check(rendered) if with_schema else []
+def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | None = None) -> list[Finding]:
+    """Checks 2 to 4 of one rendered source (check 2 is skipped when its findings are passed in).
+    Cross-field rules skip an object the schema rejected: its fields may not have the types they reason on."""
+    findings = schema.check(rendered) if schema_findings is None else list(schema_findings)
+    rejected = {f.obj for f in findings}
     ctx = {
         "pinned_ray": pinned_ray(),
         "has_podmonitor": any(o.get("kind") == "PodMonitor" for o in rendered.objects),
@@ -47,7 +49,7 @@ def check_rendered(rendered: render.Rendered, *, with_schema: bool = False) -> l
             continue
         rs = facts(obj)
         findings += serve_config.check(rendered.source, rs)
-        if rs.serve_config is not None:
+        if rs.serve_config is not None and f"RayService/{rs.name}" not in rejected:
             findings += rules.check(rendered.source, rs, ctx)
     return findings
 
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                 raise result
             rendered, findings, t0 = result
             t1 = time.monotonic()
-            findings = findings + check_rendered(rendered)
+            findings = check_rendered(rendered, findings)
             elapsed = t0 + time.monotonic() - t1
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)

@@ -16,9 +16,8 @@ max_num_seqs, or max_num_seqs / max_model_len leave KV memory unused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kuberay_llm.errors import UserError
+from kuberay_llm.preflight.findings import Finding
 from kuberay_llm.plan.accounting import DEFAULT_GPU_MEMORY_UTILIZATION, GiB, Plan, PlanInput, plan
 from kuberay_llm.plan.catalog import Gpu, find_model
 from kuberay_llm.plan.overlay import gpu_shape
@@ -27,17 +26,6 @@ from kuberay_llm.plan.overlay import gpu_shape
 UNUSED_CAPACITY_FACTOR = 2.0
 
 
-@dataclass(frozen=True)
-class Finding:
-    severity: str  # "error" | "warning"
-    source: str    # overlay or file: "overlays/large"
-    object: str    # "RayService/deepseek-r1"
-    field: str     # "serveConfigV2 llm_configs[0].engine_kwargs.max_model_len"
-    message: str
-    fix: str
-
-    def __str__(self) -> str:
-        return f"{self.source}: {self.object}: {self.field}: {self.message} (fix: {self.fix})"
 
 
 def plan_input(llm_config: dict, gpu: Gpu) -> PlanInput:

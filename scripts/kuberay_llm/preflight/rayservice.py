@@ -23,11 +23,11 @@ class LLMEntry:
 
     @property
     def tp(self) -> int:
-        return int(self.engine.get("tensor_parallel_size", 1) or 1)
+        return _int(self.engine.get("tensor_parallel_size", 1) or 1) or 1
 
     @property
     def pp(self) -> int:
-        return int(self.engine.get("pipeline_parallel_size", 1) or 1)
+        return _int(self.engine.get("pipeline_parallel_size", 1) or 1) or 1
 
     @property
     def on_cpu(self) -> bool:
@@ -58,14 +58,19 @@ class RayServiceFacts:
         return [w for w in self.workers if w.gpus_per_pod > 0]
 
 
+def _int(value) -> int:
+    """An int, or 0 for a value the schema check reports anyway."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
 def _gpus(pod_spec: dict) -> int:
     total = 0
     for container in pod_spec.get("containers") or []:
         limits = (container.get("resources") or {}).get("limits") or {}
-        try:
-            total += int(str(limits.get(GPU, 0)))
-        except ValueError:
-            pass
+        total += _int(limits.get(GPU, 0))
     return total
 
 
@@ -106,7 +111,7 @@ def facts(obj: dict) -> RayServiceFacts:
         out.workers.append(WorkerGroup(
             name=group.get("groupName", "?"),
             gpus_per_pod=_gpus(pod),
-            max_replicas=int(group.get("maxReplicas", group.get("replicas", 1)) or 0),
+            max_replicas=_int(group.get("maxReplicas", group.get("replicas", 1))),
             node_selector=pod.get("nodeSelector") or {},
             advertised=_advertised(group),
         ))

@@ -234,14 +234,14 @@ def rule_engine_metrics_when_monitored(source, rs, ctx) -> list[Finding]:
 
 
 def rule_capacity(source, rs, ctx) -> list[Finding]:
-    """Weights fit and the KV cache holds max_num_seqs requests (kuberay_llm.plan)."""
-    try:
-        from kuberay_llm.plan import check_capacity
-    except ImportError:
-        return []
+    """Weights fit and the KV cache holds max_num_seqs requests (kuberay_llm.plan, vLLM's accounting)."""
+    from kuberay_llm.plan.preflight import check_capacity
+
     out = []
-    for e in _gpu_entries(rs):
-        out += check_capacity(source, rs.obj, e.config)
+    for index, e in enumerate(rs.llm_entries):
+        if e.on_cpu:
+            continue
+        out += check_capacity(source, rs.obj, e.config, index=index)
     return out
 
 
