@@ -143,10 +143,10 @@ def bench_standalone(llm_config: dict, work_dir: Path) -> list[Level]:
     env.update({k: str(v) for k, v in ((llm_config.get("runtime_env") or {}).get("env_vars") or {}).items()})
     if ray_head.port_in_use(ray_head.SERVE_PORT):
         raise UserError(f"port {ray_head.SERVE_PORT} is already in use (a kept instance? `kuberay-llm local --stop`)")
-    cmd = [str(Path(sys.executable).parent / "vllm"), "serve", model_path, "--served-model-name", model_id,
+    cmd = [sys.executable, "-m", "kuberay_llm.local.vllm_cli", "serve", model_path, "--served-model-name", model_id,
            "--host", ray_head.HOST, "--port", str(ray_head.SERVE_PORT),
            *engine_cli_args(llm_config.get("engine_kwargs") or {})]
-    print("standalone: " + " ".join(cmd[1:]), flush=True)
+    print("standalone: vllm " + " ".join(cmd[3:]), flush=True)
     log_path = work_dir / "vllm-serve.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -1,0 +1,102 @@
+"""`kuberay-llm local` for real: Ray 2.60 + vLLM's CPU build on this machine (each test starts its own Ray head).
+
+These are the `make demo` runs inside `make test`; they need `make setup-local` (part of `make setup`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from kuberay_llm import toolchain
+from kuberay_llm.local import ray_head
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+WORK = toolchain.WORK_DIR / "local"
+MODEL_ID = "qwen2.5-0.5b-instruct"  # overlays/local-cpu
+
+
+def kuberay_llm(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "kuberay_llm.cli", "local", *args], capture_output=True, text=True,
+                          timeout=timeout)
+    print(proc.stdout, proc.stderr, sep="\n")  # shown by pytest when the test fails
+    return proc
+
+
+def stack_processes() -> list[str]:
+    """Processes of a local stack still alive: every one of them has TMPDIR in the project's work dir."""
+    tmp = str(WORK / "tmp")
+    left = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        try:
+            if proc.environ().get("TMPDIR") == tmp:
+                left.append(f"{proc.pid} {proc.info['name']}")
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return left
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    assert stack_processes() == [], "a local stack is already running: `kuberay-llm local --stop`"
+    yield
+    assert stack_processes() == []
+    for port in (ray_head.DASHBOARD_PORT, ray_head.SERVE_PORT, ray_head.GCS_PORT):
+        assert not ray_head.port_in_use(port), f"port {port} still bound"
+    assert not ray_head.state_file(WORK).exists()
+
+
+def test_demo_serves_local_cpu_overlay_and_stops_cleanly():
+    proc = kuberay_llm("local-cpu")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "overlays/local-cpu: RayService/local-cpu-llm, applications: llm_app" in out
+    assert "model_source: 'Qwen/Qwen2.5-0.5B-Instruct' -> " in out
+    assert "llm_app: RUNNING" in out
+    assert f"smoke test {MODEL_ID}: models ['{MODEL_ID}']; chat " in out
+    assert "stopped: Serve shut down, Ray head and all its processes gone" in out
+
+
+def test_keep_leaves_it_serving_until_stop():
+    import openai
+
+    proc = kuberay_llm("local-cpu", "--keep")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert f"curl -s http://127.0.0.1:8000/v1/chat/completions" in proc.stdout and f'"model": "{MODEL_ID}"' in proc.stdout
+        assert stack_processes() != []
+        client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="local", max_retries=0, timeout=120)
+        chat = client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hello"}],
+                                              max_tokens=8, extra_body={"min_tokens": 8})
+        assert chat.model == MODEL_ID and chat.usage.completion_tokens == 8 and chat.choices[0].message.content
+    finally:
+        stop = kuberay_llm("--stop", timeout=180)
+    assert stop.returncode == 0 and stop.stdout.startswith("stopped the local instance")
+    assert kuberay_llm("--stop", timeout=60).stdout.strip() == "no kept local instance"
+
+
+def test_deploy_failed_fails_fast_with_ray_s_message(tmp_path: Path):
+    """An engine arg vLLM does not know: Ray marks the application DEPLOY_FAILED; we stop at once and say why."""
+    rendered = yaml.safe_load_all(subprocess.run([str(toolchain.tool("kustomize")), "build",
+                                                  str(toolchain.OVERLAYS_DIR / "local-cpu")],
+                                                 capture_output=True, text=True, check=True, timeout=120).stdout)
+    service = next(o for o in rendered if o and o["kind"] == "RayService")
+    config = yaml.safe_load(service["spec"]["serveConfigV2"])
+    config["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"]["tensor_paralel_size"] = 1
+    service["spec"]["serveConfigV2"] = yaml.safe_dump(config)
+    (tmp_path / "rayservice.yaml").write_text(yaml.safe_dump(service))
+    (tmp_path / "kustomization.yaml").write_text(textwrap.dedent("""\
+        apiVersion: kustomize.config.k8s.io/v1beta1
+        kind: Kustomization
+        resources: [rayservice.yaml]
+        """))
+    proc = kuberay_llm(str(tmp_path), timeout=600)
+    assert proc.returncode == 2
+    assert "error: application llm_app is DEPLOY_FAILED: " in proc.stderr
+    assert "tensor_paralel_size" in proc.stderr and "Traceback" not in proc.stderr.split("DEPLOY_FAILED")[0]
