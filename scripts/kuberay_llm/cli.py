@@ -29,6 +29,21 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "kuberay-llm plan small --gpu L4 --json\n"
              "kuberay-llm plan --model deepseek-ai/DeepSeek-R1 --gpu H100-80GB --tp 8 --pp 2 --max-model-len 32768\n"
              "kuberay-llm plan --markdown-table   # the README tiers table"),
+    "apply": ("kuberay_llm.harness.apply", "server-side apply an overlay to the current kube context",
+              "kuberay-llm apply small -n llm\n"
+              "kuberay-llm apply gke-a3-deepseek --dry-run   # server-side dry run: strict field validation, no change"),
+    "wait": ("kuberay_llm.harness.wait", "wait until a RayService serves; fail fast with the cause",
+             "kuberay-llm wait llama-8b -n llm --timeout 30m\n"
+             "exit codes: 0 healthy, 1 failed (cause printed), 2 timed out, 3 usage or connection error"),
+    "smoke": ("kuberay_llm.harness.smoke", "smoke-test a RayService's OpenAI API (models, chat, streamed chat)",
+              "kuberay-llm smoke llama-8b -n llm                          # port-forward through the API server\n"
+              "kuberay-llm smoke llama-8b --endpoint http://10.0.0.7:8000  # an endpoint you already reach"),
+    "status": ("kuberay_llm.harness.status", "one-line verdict and the application/deployment/pod states",
+               "kuberay-llm status llama-8b -n llm"),
+    "diagnose": ("kuberay_llm.harness.diagnose", "status, events, pod conditions, container states and last logs",
+                 "kuberay-llm diagnose llama-8b -n llm"),
+    "delete": ("kuberay_llm.harness.delete", "delete a RayService (KubeRay then deletes its cluster and pods)",
+               "kuberay-llm delete llama-8b -n llm --wait"),
 }
 
 

@@ -74,6 +74,7 @@ class Kube:
         self.namespace = namespace
         self.context = context
         self._discovery: dict[str, dict[str, Resource] | None] = {}
+        self.explicit_namespace = False  # set when the user passed --namespace
 
     @classmethod
     def connect(cls, namespace: str | None = None) -> Kube:

@@ -1,0 +1,348 @@
+"""The verdict on a RayService: healthy, failed (with the cause a person acts on), or still on its way.
+
+Pure functions of what the API server says (the RayService, the pods of its RayCluster, their events) plus
+the moments each trouble was first seen, so grace periods let transient states resolve. Status fields
+follow KubeRay's RayService API (ray-operator/apis/ray/v1/rayservice_types.go).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+from kuberay_llm.harness import settings
+
+HEALTHY, FAILED, WAITING = "healthy", "failed", "waiting"
+
+# Ray's messages when the Hugging Face Hub refuses a download (huggingface_hub errors, vLLM's wrapping)
+_HF_AUTH = re.compile(
+    r"gated repo|GatedRepoError|Access to model \S+ is restricted|Cannot access gated repo"
+    r"|401 Client Error|403 Client Error|Invalid (user )?token|huggingface\.co\S*.{0,80}\b(401|403)\b"
+    r"|\b(401|403)\b.{0,80}huggingface", re.I)
+_IMAGE_PULL_FATAL = re.compile(r"not found|manifest unknown|unauthorized|denied|does not exist|invalid reference", re.I)
+_INSUFFICIENT = re.compile(r"Insufficient ([\w./-]+)")
+_TAINT = re.compile(r"untolerated taint\(?s?\)?\s*\{([^}]*)\}")
+
+
+@dataclasses.dataclass
+class Verdict:
+    state: str
+    summary: str  # one line: the cause of a failure, or the progress line
+    details: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Observed:
+    rayservice: dict | None
+    pods: dict[str, dict]
+    events: list[dict]
+    logs: dict[str, str] = dataclasses.field(default_factory=dict)  # "pod/container" -> last lines
+
+
+class Assessor:
+    """Remembers since when each trouble has been seen, so a grace period can run out."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.first_seen: dict[str, tuple[float, float]] = {}  # trouble -> (first seen, its grace)
+        self._seen_now: set[str] = set()
+
+    def _persisted(self, key: str, grace: float) -> bool:
+        """Note that `key` is seen now; True once it has been seen continuously for `grace` seconds."""
+        self._seen_now.add(key)
+        start, _ = self.first_seen.setdefault(key, (self.clock(), grace))
+        self.first_seen[key] = (start, grace)
+        return self.clock() - start >= grace
+
+    def next_expiry(self) -> float | None:
+        """Seconds until the earliest running grace period ends (the wait loop wakes up then)."""
+        ends = [start + grace - self.clock() for start, grace in self.first_seen.values()]
+        return max(0.0, min(ends)) if ends else None
+
+    def assess(self, seen: Observed) -> Verdict:
+        self._seen_now = set()
+        try:
+            return self._assess(seen)
+        finally:  # troubles not seen this time are over: their grace restarts if they come back
+            self.first_seen = {k: v for k, v in self.first_seen.items() if k in self._seen_now}
+
+    # -- the rules -------------------------------------------------------------------------------------
+
+    def _assess(self, seen: Observed) -> Verdict:
+        rs = seen.rayservice
+        name = f"{rs['metadata'].get('namespace')}/{rs['metadata']['name']}" if rs else "?"
+        status = rs.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        ready = conditions.get("Ready") or {}
+
+        if ready.get("status") == "False" and ready.get("reason") == "InitializingTimeout":
+            return Verdict(FAILED, f"RayService {name} did not become ready within its ray.io/initializing-timeout "
+                                   f"({ready.get('message') or 'InitializingTimeout'})")
+        for event in seen.events:
+            if event.get("reason") in ("InvalidRayServiceSpec", "InvalidRayServiceMetadata", "InvalidRayClusterSpec",
+                                       "FailedToCreateRayCluster") and event.get("type") == "Warning":
+                return Verdict(FAILED, f"KubeRay rejected RayService {name}: {event.get('reason')}: {event.get('message')}")
+
+        apps = _applications(status)
+        for where, app, app_status in apps:
+            messages = [app_status.get("message") or ""] + [
+                d.get("message") or "" for d in (app_status.get("serveDeploymentStatuses") or {}).values()]
+            for message in messages:
+                if _HF_AUTH.search(message):
+                    return Verdict(FAILED, f"application {app} cannot download its model from Hugging Face "
+                                           f"({_last_line(_HF_AUTH_line(message))}): the model is gated or the token "
+                                           "is missing/invalid; add components/hf-token to the overlay, create the "
+                                           "Secret (kubectl create secret generic hf-token --from-literal=hf_token=<token>) "
+                                           "and accept the model's license on huggingface.co",
+                                   _indent(message))
+            state = app_status.get("status")
+            if state == "DEPLOY_FAILED":
+                return Verdict(FAILED, f"application {app}{where} DEPLOY_FAILED: {_last_line(app_status.get('message'))}",
+                               _indent(app_status.get("message")))
+            unhealthy = [f"{d}: {_last_line(s.get('message'))}" for d, s in
+                         (app_status.get("serveDeploymentStatuses") or {}).items() if s.get("status") == "UNHEALTHY"]
+            if state == "UNHEALTHY" or unhealthy:
+                if self._persisted(f"unhealthy:{app}", settings.unhealthy_grace()):
+                    cause = "; ".join(unhealthy) or _last_line(app_status.get("message"))
+                    return Verdict(FAILED, f"application {app}{where} UNHEALTHY for {settings.unhealthy_grace():.0f}s: "
+                                           f"{cause}", _indent(app_status.get("message")))
+
+        pod_verdict = self._assess_pods(seen)
+        if pod_verdict:
+            return pod_verdict
+
+        progress = progress_line(seen)
+        if rs is not None and is_healthy(rs):
+            return Verdict(HEALTHY, progress)
+        return Verdict(WAITING, progress)
+
+    def _assess_pods(self, seen: Observed) -> Verdict | None:
+        groups: dict[str, list[dict]] = {}
+        for pod in seen.pods.values():
+            groups.setdefault(_group_label(pod), []).append(pod)
+        for pod_name, pod in sorted(seen.pods.items()):
+            if (pod.get("metadata") or {}).get("deletionTimestamp"):
+                continue
+            for container in _container_statuses(pod):
+                cname = container.get("name")
+                waiting = (container.get("state") or {}).get("waiting") or {}
+                reason = waiting.get("reason")
+                last = ((container.get("lastState") or {}).get("terminated")
+                        or (container.get("state") or {}).get("terminated") or {})
+                if last.get("reason") == "OOMKilled":
+                    limit = _container_spec(pod, cname).get("resources", {}).get("limits", {}).get("memory", "?")
+                    return Verdict(FAILED, f"pod {pod_name} container {cname} was OOMKilled (memory limit {limit}): "
+                                           "raise the group's memory limit or lower max_model_len/max_num_seqs",
+                                   _indent(seen.logs.get(f"{pod_name}/{cname}")))
+                if reason == "CrashLoopBackOff":
+                    code = last.get("exitCode")
+                    why = f"exit code {code}" + (f", {last.get('reason')}" if last.get("reason") else "")
+                    logs = seen.logs.get(f"{pod_name}/{cname}") or ""
+                    tail = _last_line(logs) if logs else "no logs"
+                    return Verdict(FAILED, f"pod {pod_name} container {cname} is in CrashLoopBackOff ({why}): {tail}",
+                                   _indent(logs or waiting.get("message")))
+                if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+                    message = waiting.get("message") or ""
+                    image = container.get("image") or _container_spec(pod, cname).get("image", "?")
+                    fatal = reason == "InvalidImageName" or _IMAGE_PULL_FATAL.search(message)
+                    if fatal or self._persisted(f"pull:{pod_name}/{cname}", settings.image_pull_grace()):
+                        return Verdict(FAILED, f"pod {pod_name} cannot pull image {image} ({reason}): "
+                                               f"{message or 'check the tag and the registry credentials'}")
+                if reason in ("CreateContainerConfigError", "CreateContainerError"):
+                    return Verdict(FAILED, f"pod {pod_name} container {cname}: {reason}: {waiting.get('message')}")
+            unschedulable = _unschedulable_condition(pod)
+            if unschedulable:
+                declined = [e for e in seen.events if e.get("reason") == "NotTriggerScaleUp"
+                            and (e.get("involvedObject") or {}).get("name") == pod_name]
+                scaling = any(e.get("reason") == "TriggeredScaleUp" and (e.get("involvedObject") or {}).get("name")
+                              == pod_name for e in seen.events)
+                grace = settings.unschedulable_grace()
+                if scaling:
+                    grace = max(grace, settings.duration("KUBERAY_LLM_SCALE_UP_GRACE", "15m"))
+                if declined or self._persisted(f"unschedulable:{pod_name}", grace):
+                    group = groups.get(_group_label(pod), [pod])
+                    cause = explain_unschedulable(pod, len(group), unschedulable.get("message") or "")
+                    extra = f"; cluster autoscaler: {declined[-1].get('message')}" if declined else ""
+                    return Verdict(FAILED, cause + extra)
+        return None
+
+
+def is_healthy(rs: dict) -> bool:
+    """Ready=True for the current generation, every application RUNNING, every deployment HEALTHY, no upgrade."""
+    status = rs.get("status") or {}
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    if (conditions.get("Ready") or {}).get("status") != "True":
+        return False
+    if (conditions.get("UpgradeInProgress") or {}).get("status") == "True":
+        return False
+    if status.get("observedGeneration") != rs["metadata"].get("generation"):
+        return False
+    apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    if not apps:
+        return False
+    for app in apps.values():
+        if app.get("status") != "RUNNING":
+            return False
+        if any(d.get("status") != "HEALTHY" for d in (app.get("serveDeploymentStatuses") or {}).values()):
+            return False
+    return True
+
+
+def progress_line(seen: Observed) -> str:
+    rs = seen.rayservice
+    if rs is None:
+        return "RayService not found"
+    status = rs.get("status") or {}
+    if not status:
+        return "no status yet (is the KubeRay operator running?)"
+    conditions = {c.get("type"): c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready") or {}
+    parts = [f"Ready={ready.get('status', '?')}" + (f"({ready['reason']})" if ready.get("reason") else "")]
+    if (conditions.get("UpgradeInProgress") or {}).get("status") == "True":
+        parts.append("upgrading")
+    if status.get("observedGeneration") != rs["metadata"].get("generation"):
+        parts.append(f"generation {rs['metadata'].get('generation')} not yet observed")
+    apps = _applications(status)
+    if apps:
+        parts.append("apps " + ", ".join(
+            f"{app}{where}={s.get('status', '?')}" + (
+                "[" + ", ".join(f"{d}={ds.get('status', '?')}" for d, ds in
+                                sorted((s.get("serveDeploymentStatuses") or {}).items())) + "]"
+                if s.get("serveDeploymentStatuses") else "")
+            for where, app, s in apps))
+    else:
+        parts.append("no applications yet")
+    parts.append(pods_line(seen.pods))
+    return " | ".join(parts)
+
+
+def pods_line(pods: dict[str, dict]) -> str:
+    live = [p for p in pods.values() if not (p.get("metadata") or {}).get("deletionTimestamp")]
+    if not live:
+        return "no pods yet"
+    ready = sum(1 for p in live if _condition(p, "Ready").get("status") == "True")
+    notes: dict[str, int] = {}
+    for pod in live:
+        note = pod_state(pod)
+        if note != "ready":
+            notes[note] = notes.get(note, 0) + 1
+    detail = ", ".join(f"{n} {what}" for what, n in sorted(notes.items()))
+    return f"pods {ready}/{len(live)} ready" + (f" ({detail})" if detail else "")
+
+
+def pod_state(pod: dict) -> str:
+    """One phrase per pod: ready, not scheduled yet, unschedulable, pulling image, starting, ..."""
+    if _condition(pod, "Ready").get("status") == "True":
+        return "ready"
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled.get("status") != "True" and not (pod.get("spec") or {}).get("nodeName"):
+        if scheduled.get("reason") == "Unschedulable":
+            return "unschedulable"
+        return "not scheduled yet"
+    for container in _container_statuses(pod):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason"):
+            return waiting["reason"]
+    return (pod.get("status") or {}).get("phase", "Pending").lower()
+
+
+def explain_unschedulable(pod: dict, pods_in_group: int, message: str) -> str:
+    """'0/3 nodes are available: 3 Insufficient nvidia.com/gpu.' -> what the group needs and what is missing."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    group = labels.get("ray.io/group")
+    if labels.get("ray.io/node-type") == "head" or group == "headgroup":
+        who = "the head group"
+    elif group:
+        who = f"worker group {group}"
+    else:
+        who = f"pod {pod['metadata']['name']}"
+    plural = "s" if pods_in_group != 1 else ""
+    requests = _pod_requests(pod)
+    causes = []
+    insufficient = list(dict.fromkeys(_INSUFFICIENT.findall(message)))
+    needs = ", ".join(f"{requests.get(r, '?')} free {r}" for r in insufficient)
+    for resource in insufficient:
+        causes.append(f"the cluster has no node with {requests.get(resource, '?')} free {resource}")
+    if "node affinity/selector" in message or "didn't match Pod's node affinity" in message:
+        selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+        causes.append("no node matches its node selector/affinity"
+                      + (f" {', '.join(f'{k}={v}' for k, v in selector.items())}" if selector else ""))
+    for taint in _TAINT.findall(message):
+        causes.append(f"nodes carry a taint it does not tolerate ({{{taint}}})")
+    if "no nodes available" in message:
+        causes.append("the cluster has no nodes")
+    head = f"{who} needs {pods_in_group} pod{plural}" + (f" with {needs} each" if needs else "")
+    cause = "; ".join(causes) or "the scheduler cannot place it"
+    return f"{head}; {cause} (scheduler: {message.strip() or 'Unschedulable'})"
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _applications(status: dict) -> list[tuple[str, str, dict]]:
+    found = []
+    for key, where in (("activeServiceStatus", ""), ("pendingServiceStatus", " (pending cluster)")):
+        for app, app_status in sorted(((status.get(key) or {}).get("applicationStatuses") or {}).items()):
+            found.append((where, app, app_status or {}))
+    return found
+
+
+def _condition(pod: dict, kind: str) -> dict:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return condition
+    return {}
+
+
+def _unschedulable_condition(pod: dict) -> dict | None:
+    scheduled = _condition(pod, "PodScheduled")
+    if scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return scheduled
+    return None
+
+
+def _container_statuses(pod: dict) -> list[dict]:
+    status = pod.get("status") or {}
+    return list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+
+
+def _container_spec(pod: dict, name: str) -> dict:
+    spec = pod.get("spec") or {}
+    for container in list(spec.get("initContainers") or []) + list(spec.get("containers") or []):
+        if container.get("name") == name:
+            return container
+    return {}
+
+
+def _pod_requests(pod: dict) -> dict[str, str]:
+    """Requests of the pod's main containers (limits where a request is absent, as the API server defaults)."""
+    totals: dict[str, str] = {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        for key, value in {**(resources.get("limits") or {}), **(resources.get("requests") or {})}.items():
+            if key in totals and str(totals[key]).isdigit() and str(value).isdigit():
+                totals[key] = str(int(totals[key]) + int(value))
+            else:
+                totals.setdefault(key, str(value))
+    return totals
+
+
+def _group_label(pod: dict) -> str:
+    return ((pod.get("metadata") or {}).get("labels") or {}).get("ray.io/group", pod["metadata"]["name"])
+
+
+def _HF_AUTH_line(message: str) -> str:
+    for line in message.splitlines():
+        if _HF_AUTH.search(line):
+            return line
+    return message
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "(no message)"
+
+
+def _indent(text: str | None, limit: int = 40) -> list[str]:
+    lines = [line.rstrip() for line in (text or "").splitlines() if line.strip()]
+    return ["  " + line for line in lines[-limit:]]
