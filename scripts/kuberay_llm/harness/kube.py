@@ -108,7 +108,7 @@ class Kube:
     # -- raw requests -------------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
-              body: str | None = None, content_type: str | None = None, timeout=None):
+              body: dict | None = None, content_type: str | None = None, timeout=None):
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -123,7 +123,8 @@ class Kube:
 
     def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                 body: dict | None = None, content_type: str = "application/json", timeout=None) -> dict:
-        response = self._send(method, path, query=query, body=json.dumps(body) if body is not None else None,
+        # the client's REST layer serializes a dict body as JSON (also for the +yaml apply patch: JSON is YAML)
+        response = self._send(method, path, query=query, body=body,
                               content_type=content_type if body is not None else None, timeout=timeout)
         try:
             data = response.read()

@@ -1,0 +1,70 @@
+"""Server-side apply of every overlay against a real kube-apiserver with the pinned KubeRay CRDs."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import yaml
+
+from cpkit import run_cli
+from kuberay_llm.harness.apply import apply_objects
+from kuberay_llm.render import overlay_names, render_overlay
+
+OVERLAYS = overlay_names()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_applies_under_strict_validation_and_reapply_is_a_no_op(overlay, kube):
+    rendered = render_overlay(overlay)
+    first = apply_objects(kube, rendered.objects, source=rendered.source, out=io.StringIO())
+    assert first and set(first.values()) == {"created"}, first
+    second = apply_objects(kube, rendered.objects, source=rendered.source, out=io.StringIO())
+    assert set(second.values()) == {"unchanged"}, second
+    for label in first:
+        kind, name = label.split("/")
+        if kind == "RayService":
+            live = kube.request("GET", f"/apis/ray.io/v1/namespaces/{kube.namespace}/rayservices/{name}")
+            managers = {m["manager"] for m in live["metadata"]["managedFields"]}
+            assert managers == {"kuberay-llm"}
+
+
+def test_cli_apply_reports_created_then_unchanged_and_dry_run_changes_nothing(controlplane, namespace):
+    dry = run_cli(["apply", "small", "-n", namespace, "--dry-run"], controlplane.kubeconfig)
+    assert dry.returncode == 0, dry.stderr
+    assert "rayservice/llama-8b" in dry.stdout and "created (server dry run)" in dry.stdout
+    assert controlplane.kube(namespace).get(
+        f"/apis/ray.io/v1/namespaces/{namespace}/rayservices/llama-8b") is None
+    first = run_cli(["apply", "small", "-n", namespace], controlplane.kubeconfig)
+    assert first.returncode == 0, first.stderr
+    assert f"rayservice/llama-8b -n {namespace} created" in first.stdout
+    again = run_cli(["apply", "small", "-n", namespace], controlplane.kubeconfig)
+    assert f"rayservice/llama-8b -n {namespace} unchanged" in again.stdout
+    changed = run_cli(["apply", "medium", "-n", namespace, "--dry-run"], controlplane.kubeconfig)
+    assert changed.returncode == 0, changed.stderr
+
+
+def test_a_field_typo_is_rejected_by_the_api_server(controlplane, namespace, overlay_copy):
+    overlay = overlay_copy("small")
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    (overlay / "typo.yaml").write_text(yaml.safe_dump([{
+        "op": "add", "path": "/spec/rayClusterConfig/headGroupSpec/template/spec/containers/0/resourcez",
+        "value": {"limits": {"cpu": "4"}}}]))
+    kustomization["patches"].append({"path": "typo.yaml", "target": {"kind": "RayService"}})
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+
+    result = run_cli(["apply", str(overlay), "-n", namespace], controlplane.kubeconfig)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    message = result.stderr.strip()
+    assert "Traceback" not in message and len(message.splitlines()) == 1, message
+    assert "RayService/llama-8b rejected by the API server" in message
+    assert "resourcez" in message and "field not declared in schema" in message
+    assert controlplane.kube(namespace).get(
+        f"/apis/ray.io/v1/namespaces/{namespace}/rayservices/llama-8b") is None
+
+
+def test_unknown_overlay_is_a_usage_error(controlplane):
+    result = run_cli(["apply", "no-such-overlay"], controlplane.kubeconfig)
+    assert result.returncode == 3
+    assert "no-such-overlay: not an overlay" in result.stderr and "Traceback" not in result.stderr
