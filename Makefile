@@ -217,7 +217,7 @@ test: controlplane ## Run the test suite (no cluster needed: the controlplane te
 bench: bench-plan ## Run every benchmark (offline).
 
 .PHONY: bench-local
-bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~6 min; results/).
+bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~4 min; results/).
 	$(VENV)/bin/python -m kuberay_llm.local.bench
 
 .PHONY: bench-plan
