@@ -21,7 +21,7 @@ _HF_AUTH = re.compile(
     r"|401 Client Error|403 Client Error|Invalid (user )?token|huggingface\.co\S*.{0,80}\b(401|403)\b"
     r"|\b(401|403)\b.{0,80}huggingface", re.I)
 _IMAGE_PULL_FATAL = re.compile(r"not found|manifest unknown|unauthorized|denied|does not exist|invalid reference", re.I)
-_INSUFFICIENT = re.compile(r"Insufficient ([\w./-]+)")
+_INSUFFICIENT = re.compile(r"Insufficient (\S+)")
 _TAINT = re.compile(r"untolerated taint\(?s?\)?\s*\{([^}]*)\}")
 
 
@@ -260,7 +260,7 @@ def explain_unschedulable(pod: dict, pods_in_group: int, message: str) -> str:
     plural = "s" if pods_in_group != 1 else ""
     requests = _pod_requests(pod)
     causes = []
-    insufficient = list(dict.fromkeys(_INSUFFICIENT.findall(message)))
+    insufficient = list(dict.fromkeys(r.rstrip(".,;") for r in _INSUFFICIENT.findall(message)))
     needs = ", ".join(f"{requests.get(r, '?')} free {r}" for r in insufficient)
     for resource in insufficient:
         causes.append(f"the cluster has no node with {requests.get(resource, '?')} free {resource}")

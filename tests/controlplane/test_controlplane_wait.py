@@ -1,0 +1,211 @@
+"""`kuberay-llm wait` verdicts against a real API server. The operator does not run here: each test writes
+the RayService status (status subresource) and pod status the way KubeRay and the kubelet would, then
+asserts the verdict, the cause printed and the exit code of the real CLI process."""
+
+from __future__ import annotations
+
+import time
+
+from cpkit import (container_waiting, create_pod, create_rayservice, ready, run_cli, serving_status, start_cli,
+                   unschedulable, wait_for_line, write_pod_status, write_status)
+
+CLUSTER_SUFFIX = "-abcde"
+
+
+def start_wait(controlplane, kube, name, *args, **env):
+    proc = start_cli(["wait", name, "-n", kube.namespace, *args], controlplane.kubeconfig, **env)
+    wait_for_line(proc, "] ")  # the first progress line: it has listed and is watching
+    return proc
+
+
+def finish(proc, timeout=30):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_progression_to_healthy_is_reported_within_a_second(controlplane, kube):
+    name = "prog"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name)
+    write_status(kube, name, serving_status(cluster, "DEPLOYING", {"LLMServer:m": "UPDATING"},
+                                            ready_condition=ready("False", "Initializing")))
+    wait_for_line(proc, "DEPLOYING")
+    write_status(kube, name, serving_status(cluster, "RUNNING", {"LLMServer:m": "UPDATING"},
+                                            ready_condition=ready("False", "ZeroServeEndpoints")))
+    wait_for_line(proc, "UPDATING")
+    assert proc.poll() is None, "reported before Ready=True"
+    written = time.monotonic()
+    write_status(kube, name, serving_status(cluster))
+    code, out, err = finish(proc)
+    elapsed = time.monotonic() - written
+    assert code == 0, err
+    assert f"RayService {kube.namespace}/{name} is healthy" in out
+    assert elapsed < 1.0, f"HEALTHY reported {elapsed:.2f}s after the status write"
+
+
+def test_stale_generation_is_not_healthy(controlplane, kube):
+    name = "stale"
+    create_rayservice(kube, name)
+    write_status(kube, name, serving_status(name + CLUSTER_SUFFIX), generation=0)
+    result = run_cli(["wait", name, "-n", kube.namespace, "--timeout", "3s"], controlplane.kubeconfig)
+    assert result.returncode == 2, result.stderr
+    assert "generation 1 not yet observed" in result.stderr
+
+
+def test_deploy_failed_fails_fast_with_rays_message(controlplane, kube):
+    name = "deployfail"
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name)
+    write_status(kube, name, serving_status(
+        name + CLUSTER_SUFFIX, "DEPLOY_FAILED", {"LLMServer:m": "UNHEALTHY"},
+        message="Traceback (most recent call last):\n  File x\nValueError: max_model_len 999999 exceeds the model's",
+        ready_condition=ready("False", "ZeroServeEndpoints")))
+    code, _, err = finish(proc)
+    assert code == 1
+    assert "application llm_app DEPLOY_FAILED: ValueError: max_model_len 999999" in err
+    assert "Traceback" in err  # Ray's message follows the verdict line
+
+
+def test_hugging_face_gated_model_points_at_the_hf_token_component(controlplane, kube):
+    name = "gated"
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name)
+    write_status(kube, name, serving_status(
+        name + CLUSTER_SUFFIX, "DEPLOYING", {"LLMServer:m": "UPDATING"},
+        message="huggingface_hub.errors.GatedRepoError: 403 Client Error. Cannot access gated repo for url "
+                "https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct/resolve/main/config.json. "
+                "Access to model meta-llama/Llama-3.1-8B-Instruct is restricted.",
+        ready_condition=ready("False", "Initializing")))
+    code, _, err = finish(proc)
+    assert code == 1
+    assert "components/hf-token" in err and "Hugging Face" in err
+
+
+def test_initializing_timeout(controlplane, kube):
+    name = "inittimeout"
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name)
+    write_status(kube, name, {"conditions": [ready("False", "InitializingTimeout", "not ready after 30m")]})
+    code, _, err = finish(proc)
+    assert code == 1
+    assert "initializing-timeout" in err and "not ready after 30m" in err
+
+
+def test_deletion_mid_wait(controlplane, kube):
+    name = "deleted"
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name)
+    kube.request("DELETE", f"/apis/ray.io/v1/namespaces/{kube.namespace}/rayservices/{name}")
+    code, _, err = finish(proc)
+    assert code == 1
+    assert f"RayService {kube.namespace}/{name} was deleted while waiting" in err
+
+
+def test_missing_rayservice_is_a_failure_not_a_hang(controlplane, kube):
+    result = run_cli(["wait", "nope", "-n", kube.namespace, "--timeout", "20s"], controlplane.kubeconfig)
+    assert result.returncode == 1
+    assert "not found" in result.stderr and "kuberay-llm apply" in result.stderr
+
+
+def test_unschedulable_gpu_pods_name_the_group_and_the_shortfall(controlplane, kube):
+    name = "nogpu"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    write_status(kube, name, {"conditions": [ready("False", "Initializing")],
+                              "activeServiceStatus": {"rayClusterName": cluster}})
+    for i in range(2):
+        create_pod(kube, cluster, f"{cluster}-gpu-group-worker-{i}",
+                   resources={"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "8"})
+    proc = start_wait(controlplane, kube, name, KUBERAY_LLM_UNSCHEDULABLE_GRACE="1s")
+    started = time.monotonic()
+    for i in range(2):
+        write_pod_status(kube, f"{cluster}-gpu-group-worker-{i}",
+                         unschedulable("0/3 nodes are available: 3 Insufficient nvidia.com/gpu. preemption: 0/3 "
+                                       "nodes are available: 3 No preemption victims found for incoming pod."))
+    code, _, err = finish(proc)
+    assert code == 1
+    assert ("worker group gpu-group needs 2 pods with 8 free nvidia.com/gpu each; "
+            "the cluster has no node with 8 free nvidia.com/gpu") in err, err
+    assert time.monotonic() - started < 5
+
+
+def test_pods_without_a_scheduler_are_not_scheduled_yet_never_healthy(controlplane, kube):
+    name = "pending"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    create_pod(kube, cluster, f"{cluster}-head", group="headgroup", node_type="head")
+    result = run_cli(["wait", name, "-n", kube.namespace, "--timeout", "3s"], controlplane.kubeconfig)
+    assert result.returncode == 2
+    assert "not scheduled yet" in result.stderr
+    assert "healthy" not in result.stdout
+
+
+def test_crash_loop_back_off(controlplane, kube):
+    name = "crash"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    pod = f"{cluster}-head"
+    create_pod(kube, cluster, pod, group="headgroup", node_type="head")
+    proc = start_wait(controlplane, kube, name)
+    write_pod_status(kube, pod, container_waiting("ray-head", "CrashLoopBackOff", "back-off 40s restarting",
+                                                  {"exitCode": 1, "reason": "Error"}, restarts=3))
+    code, _, err = finish(proc)
+    assert code == 1
+    assert f"pod {pod} container ray-head is in CrashLoopBackOff (exit code 1, Error)" in err
+    assert "no logs" in err  # no kubelet here: the log request fails, and says why
+
+
+def test_image_pull_back_off(controlplane, kube):
+    name = "pull"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    pod = f"{cluster}-head"
+    create_pod(kube, cluster, pod, group="headgroup", node_type="head")
+    proc = start_wait(controlplane, kube, name)
+    write_pod_status(kube, pod, container_waiting(
+        "ray-head", "ImagePullBackOff", 'Back-off pulling image "rayproject/ray-llm:2.60.0-py311-cu128": '
+        "manifest unknown"))
+    code, _, err = finish(proc)
+    assert code == 1
+    assert f"pod {pod} cannot pull image rayproject/ray-llm:2.60.0-py311-cu128 (ImagePullBackOff)" in err
+
+
+def test_oom_killed(controlplane, kube):
+    name = "oom"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    pod = f"{cluster}-gpu-group-worker-x"
+    create_pod(kube, cluster, pod, resources={"cpu": "1", "memory": "2Gi"})
+    proc = start_wait(controlplane, kube, name)
+    write_pod_status(kube, pod, container_waiting("ray-worker", "ContainerCreating", "",
+                                                  {"exitCode": 137, "reason": "OOMKilled"}, restarts=1))
+    code, _, err = finish(proc)
+    assert code == 1
+    assert f"pod {pod} container ray-worker was OOMKilled (memory limit 2Gi)" in err
+
+
+def test_transient_failures_that_recover_do_not_fail_the_wait(controlplane, kube):
+    name = "transient"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    pod = f"{cluster}-head"
+    create_pod(kube, cluster, pod, group="headgroup", node_type="head")
+    proc = start_wait(controlplane, kube, name, KUBERAY_LLM_UNHEALTHY_GRACE="5s", KUBERAY_LLM_IMAGE_PULL_GRACE="5s")
+    write_pod_status(kube, pod, container_waiting("ray-head", "ErrImagePull", "i/o timeout"))
+    wait_for_line(proc, "ErrImagePull")
+    write_status(kube, name, serving_status(cluster, "UNHEALTHY", {"LLMServer:m": "UNHEALTHY"},
+                                            ready_condition=ready("False", "ZeroServeEndpoints")))
+    wait_for_line(proc, "UNHEALTHY")
+    write_pod_status(kube, pod, {"phase": "Running", "conditions": [
+        {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]})
+    write_status(kube, name, serving_status(cluster))
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert "is healthy" in out
+
+
+def test_bad_timeout_is_a_usage_error(controlplane, kube):
+    result = run_cli(["wait", "x", "-n", kube.namespace, "--timeout", "soon"], controlplane.kubeconfig)
+    assert result.returncode == 3
+    assert "--timeout: 'soon' is not a duration" in result.stderr
