@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,15 +22,3 @@ def overlay_copy(tmp_path):
         return tmp_path / "overlays" / name
 
     return make
-
-
-def edit_yaml(path: Path, change) -> None:
-    """Load a YAML file, let `change(data)` modify it, write it back."""
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def llm_config(overlay: Path) -> tuple[Path, callable]:
-    """(serve-config.yaml path, accessor of its first llm_config) of an overlay copy."""
-    return overlay / "serve-config.yaml", lambda data: data["applications"][0]["args"]["llm_configs"][0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, edit_yaml, llm_config
+from overlay_helpers import REPO, edit_yaml, llm_config
 from kuberay_llm import cli, render
 
 OVERLAYS = ["gke-a3-deepseek", "large", "local-cpu", "medium", "small"]
