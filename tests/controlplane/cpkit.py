@@ -4,7 +4,9 @@ Pod status the way KubeRay and the kubelet would (through the status subresource
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -31,28 +33,47 @@ def run_cli(args: list[str], kubeconfig: Path, timeout: float = 120, **env: str)
 
 
 def start_cli(args: list[str], kubeconfig: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *args], env=cli_env(kubeconfig, **env), stdout=subprocess.PIPE,
+    """The CLI in the background; its stderr lines are collected by a reader thread (`proc.stderr_lines`)."""
+    proc = subprocess.Popen([*CLI, *args], env=cli_env(kubeconfig, **env), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=REPO)
+    proc.stderr_lines = queue.Queue()
+    proc.stderr_seen = []
+
+    def read():
+        for line in proc.stderr:
+            proc.stderr_lines.put(line)
+        proc.stderr_lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 30) -> list[str]:
     """Read the process's stderr until a line contains `needle` (the wait's progress log)."""
-    import selectors
-
-    lines: list[str] = []
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stderr, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not selector.select(timeout=deadline - time.monotonic()):
+        try:
+            line = proc.stderr_lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             break
-        line = proc.stderr.readline()
-        if not line:
+        if line is None:
+            proc.stderr_lines.put(None)
             break
-        lines.append(line)
+        proc.stderr_seen.append(line)
         if needle in line:
-            return lines
-    raise AssertionError(f"no line with {needle!r} in {timeout}s; got:\n{''.join(lines)}")
+            return proc.stderr_seen
+    raise AssertionError(f"no line with {needle!r} in {timeout}s; got:\n{''.join(proc.stderr_seen)}")
+
+
+def finish(proc: subprocess.Popen, timeout: float = 30) -> tuple[int, str, str]:
+    """Exit code, stdout and the whole stderr of a `start_cli` process."""
+    out = proc.stdout.read() if proc.wait(timeout=timeout) is not None else ""
+    while True:
+        line = proc.stderr_lines.get(timeout=5)
+        if line is None:
+            break
+        proc.stderr_seen.append(line)
+    return proc.returncode, out, "".join(proc.stderr_seen)
 
 
 RAYSERVICE_PATH = "/apis/ray.io/v1/namespaces/{ns}/rayservices"

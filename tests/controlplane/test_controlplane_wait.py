@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from cpkit import (container_waiting, create_pod, create_rayservice, ready, run_cli, serving_status, start_cli,
+from cpkit import (container_waiting, create_pod, finish, create_rayservice, ready, run_cli, serving_status, start_cli,
                    unschedulable, wait_for_line, write_pod_status, write_status)
 
 CLUSTER_SUFFIX = "-abcde"
@@ -16,11 +16,6 @@ def start_wait(controlplane, kube, name, *args, **env):
     proc = start_cli(["wait", name, "-n", kube.namespace, *args], controlplane.kubeconfig, **env)
     wait_for_line(proc, "] ")  # the first progress line: it has listed and is watching
     return proc
-
-
-def finish(proc, timeout=30):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
 
 
 def test_progression_to_healthy_is_reported_within_a_second(controlplane, kube):

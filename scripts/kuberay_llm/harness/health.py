@@ -195,7 +195,7 @@ def progress_line(seen: Observed) -> str:
         return "RayService not found"
     status = rs.get("status") or {}
     if not status:
-        return "no status yet (is the KubeRay operator running?)"
+        return "no status yet (is the KubeRay operator running?) | " + pods_line(seen.pods)
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     ready = conditions.get("Ready") or {}
     parts = [f"Ready={ready.get('status', '?')}" + (f"({ready['reason']})" if ready.get("reason") else "")]
