@@ -143,6 +143,7 @@ class LocalControlPlane:
             "--secure-port", str(self.api_port), "--cert-dir", str(self.workdir / "certs"),
             "--token-auth-file", str(self.workdir / "tokens.csv"),
             "--authorization-mode", "RBAC",
+            "--allow-privileged=true",  # as on GKE: the A3 tcpx-daemon sidecar is privileged
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-account-key-file", str(self.sa_pub),
             "--service-account-signing-key-file", str(self.sa_key),

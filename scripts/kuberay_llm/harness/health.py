@@ -83,6 +83,11 @@ class Assessor:
             if event.get("reason") in ("InvalidRayServiceSpec", "InvalidRayServiceMetadata", "InvalidRayClusterSpec",
                                        "FailedToCreateRayCluster") and event.get("type") == "Warning":
                 return Verdict(FAILED, f"KubeRay rejected RayService {name}: {event.get('reason')}: {event.get('message')}")
+            if event.get("reason") in ("FailedToCreateHeadPod", "FailedToCreateWorkerPod") and (
+                    "is invalid" in (event.get("message") or "") or "forbidden" in (event.get("message") or "").lower()):
+                involved = (event.get("involvedObject") or {}).get("name")
+                return Verdict(FAILED, f"KubeRay cannot create the pods of RayCluster {involved}: "
+                                       f"{' '.join((event.get('message') or '').split())}")
 
         apps = _applications(status)
         for where, app, app_status in apps:
