@@ -1,0 +1,80 @@
+"""`kuberay-llm status NAME`: the verdict of `wait`, once, and the application/deployment/pod states.
+
+Exit codes: 0 healthy, 1 failed (cause printed), 2 not healthy yet, 3 usage or connection error.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kuberay_llm.harness.errors import ConnectionFailed, Failed
+from kuberay_llm.harness.health import FAILED, HEALTHY, Assessor, Observed, Verdict, pod_state
+from kuberay_llm.harness.kube import EVENT, POD, RAYSERVICE, ApiError, Kube, Unreachable, forbidden_message
+from kuberay_llm.harness.wait import Waiter, cluster_names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="RayService name")
+    parser.add_argument("-n", "--namespace", help="namespace (default: the kube context's)")
+
+
+def observe(kube: Kube, name: str, *, with_logs: bool = False) -> Observed:
+    """One consistent-enough look at the RayService, its cluster's pods and their events."""
+    try:
+        rayservice = kube.get(RAYSERVICE.path(kube.namespace, name))
+        if rayservice is None:
+            raise Failed(f"RayService {kube.namespace}/{name} not found")
+        waiter = Waiter(kube, name, timeout=0)
+        waiter.rayservice = rayservice
+        pods = kube.request("GET", POD.path(kube.namespace), query=[("labelSelector", "ray.io/cluster")])["items"]
+        waiter.pods = {p["metadata"]["name"]: p for p in pods if waiter._ours(waiter._pod_cluster(p))}
+        events = kube.request("GET", EVENT.path(kube.namespace))["items"]
+        relevant = [e for e in events if waiter._event_relevant(e)]
+        relevant.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        if with_logs:
+            waiter._fetch_crash_logs()
+        return Observed(rayservice, waiter.pods, relevant, waiter.logs)
+    except ApiError as err:
+        if err.status in (401, 403):
+            raise ConnectionFailed(forbidden_message(err)) from None
+        if err.status == 404:
+            raise ConnectionFailed(f"the cluster has no RayService API ({err.message}): install the KubeRay operator")
+        raise ConnectionFailed(err.message) from None
+    except Unreachable as exc:
+        raise ConnectionFailed(str(exc)) from None
+
+
+def verdict_of(seen: Observed) -> Verdict:
+    return Assessor().assess(seen)
+
+
+def state_lines(seen: Observed) -> list[str]:
+    rs = seen.rayservice or {}
+    status = rs.get("status") or {}
+    lines = [f"clusters: {', '.join(sorted(cluster_names(rs))) or '-'}"]
+    for condition in status.get("conditions") or []:
+        lines.append(f"condition {condition.get('type')}={condition.get('status')} ({condition.get('reason', '')}): "
+                     f"{condition.get('message', '')}")
+    for key in ("activeServiceStatus", "pendingServiceStatus"):
+        for app, app_status in ((status.get(key) or {}).get("applicationStatuses") or {}).items():
+            where = "" if key == "activeServiceStatus" else " (pending cluster)"
+            lines.append(f"application {app}{where}: {app_status.get('status')}")
+            for dep, dep_status in (app_status.get("serveDeploymentStatuses") or {}).items():
+                lines.append(f"  deployment {dep}: {dep_status.get('status')}")
+    for name, pod in sorted(seen.pods.items()):
+        labels = pod["metadata"].get("labels") or {}
+        node = (pod.get("spec") or {}).get("nodeName") or "-"
+        lines.append(f"pod {name} [{labels.get('ray.io/group', '?')}] {pod_state(pod)} on {node}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    kube = Kube.connect(args.namespace)
+    kube.check_reachable()
+    seen = observe(kube, args.name)
+    verdict = verdict_of(seen)
+    label = {HEALTHY: "healthy", FAILED: "FAILED"}.get(verdict.state, "not healthy yet")
+    print(f"RayService {kube.namespace}/{args.name}: {label}: {verdict.summary}")
+    for line in state_lines(seen):
+        print("  " + line)
+    return {HEALTHY: 0, FAILED: 1}.get(verdict.state, 2)
