@@ -211,14 +211,47 @@ demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head
 test: controlplane ## Run the test suite (no cluster needed: the controlplane tests start their own etcd + kube-apiserver).
 	$(PYTEST) -q
 
+##@ Cluster (current kube context)
+
+# make e2e OVERLAY=small NAMESPACE=llm [KEEP=1] [E2E_WAIT_TIMEOUT=45m]
+KEEP ?=
+E2E_WAIT_TIMEOUT ?= 45m
+RAYSERVICE_NAME = $(CLI) render $(OVERLAY) | $(VENV)/bin/python -c 'import sys, yaml; print(next(d["metadata"]["name"] for d in yaml.safe_load_all(sys.stdin) if d and d.get("kind") == "RayService"))'
+
+.PHONY: e2e
+e2e: ## Validate, apply, wait, smoke-test OVERLAY in NAMESPACE of the current kube context, then delete it (KEEP=1 keeps it).
+	$(CLI) apply $(OVERLAY) -n $(NAMESPACE) --dry-run  # fails first, with the reason, without a reachable cluster
+	$(CLI) validate $(OVERLAY)
+	name="$$($(RAYSERVICE_NAME))"; status=0; \
+	$(CLI) apply $(OVERLAY) -n $(NAMESPACE); \
+	$(CLI) wait "$$name" -n $(NAMESPACE) --timeout $(E2E_WAIT_TIMEOUT) && $(CLI) smoke "$$name" -n $(NAMESPACE) || status=$$?; \
+	if [ "$$status" -ne 0 ]; then $(CLI) diagnose "$$name" -n $(NAMESPACE) || true; fi; \
+	if [ "$(KEEP)" = 1 ]; then echo "KEEP=1: RayService $(NAMESPACE)/$$name left running (kuberay-llm delete $$name -n $(NAMESPACE))"; \
+	else $(CLI) delete "$$name" -n $(NAMESPACE) --ignore-not-found; fi; \
+	exit $$status
+
+.PHONY: deploy wait smoke diagnose
+deploy: ## Server-side apply OVERLAY to NAMESPACE of the current kube context.
+	$(CLI) apply $(OVERLAY) -n $(NAMESPACE)
+wait: ## Wait until OVERLAY's RayService serves (fails fast with the cause).
+	$(CLI) wait "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE) --timeout $(E2E_WAIT_TIMEOUT)
+smoke: ## Smoke-test OVERLAY's OpenAI API through a port-forward.
+	$(CLI) smoke "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE)
+diagnose: ## Status, events, pod states and last logs of OVERLAY's RayService.
+	$(CLI) diagnose "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE)
+
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-plan ## Run every benchmark (offline).
+bench: bench-plan bench-harness ## Run every benchmark (offline).
 
 .PHONY: bench-local
 bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~4 min; results/).
 	$(VENV)/bin/python -m kuberay_llm.local.bench
+
+.PHONY: bench-harness
+bench-harness: controlplane ## On the local control plane: HEALTHY detection of `kuberay-llm wait` vs `kubectl wait` (medians of 20), unschedulable-to-verdict time.
+	$(VENV)/bin/python tests/controlplane/bench_harness.py
 
 .PHONY: bench-plan
 bench-plan: ## Compare the capacity planner with vLLM's published concurrency figures.
