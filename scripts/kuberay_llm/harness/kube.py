@@ -18,26 +18,34 @@ from urllib.parse import quote
 
 import urllib3
 
+from kuberay_llm.errors import UserError
 from kuberay_llm.harness import settings
 from kuberay_llm.harness.errors import ConnectionFailed
 
 RBAC_HINT = "grant the harness Role of deploy/rbac/ in this namespace (see deploy/rbac/README.md)"
 
 
-class ApiError(Exception):
-    """A non-2xx answer of the API server, with the server's own message."""
+class ApiError(UserError):
+    """A non-2xx answer of the API server, with the server's own message. Uncaught, the CLI prints it as one
+    line: exit 3 for missing rights (with the RBAC hint), 1 otherwise."""
 
     def __init__(self, status: int, reason: str, message: str):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        self.exit_code = 3 if status in (401, 403) else 1
+
+    def __str__(self) -> str:
+        return forbidden_message(self) if self.status == 403 else self.message
 
 
 class Gone(ApiError):
     """410: the resourceVersion a watch resumed from is compacted away; relist."""
 
 
-class Unreachable(Exception):
+class Unreachable(UserError):
     """The API server did not answer (down, restarting, network)."""
+
+    exit_code = 3
 
 
 @dataclasses.dataclass(frozen=True)
