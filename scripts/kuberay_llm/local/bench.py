@@ -26,6 +26,7 @@ from kuberay_llm.errors import UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.command import deploy, local_work_dir, prepare, require_stack
 from kuberay_llm.local.serve_config import llm_configs_of
+from kuberay_llm.local.smoke import text_of
 
 CONCURRENCY = (1, 4, 8)
 OUTPUT_TOKENS = 32
@@ -68,8 +69,7 @@ async def _one(client, model_id: str, prompt: str) -> tuple[float, int]:
         model=model_id, messages=[{"role": "user", "content": prompt}], max_tokens=OUTPUT_TOKENS, stream=True,
         stream_options={"include_usage": True}, extra_body={"ignore_eos": True}, temperature=0.0)
     async for chunk in stream:
-        if ttft is None and chunk.choices and (chunk.choices[0].delta.content
-                                               or getattr(chunk.choices[0].delta, "reasoning_content", None)):
+        if ttft is None and chunk.choices and text_of(chunk.choices[0].delta):
             ttft = time.perf_counter() - start
         if chunk.usage:
             tokens = chunk.usage.completion_tokens

@@ -16,11 +16,20 @@ SAMPLING = {"min_tokens": 4}
 @dataclass
 class SmokeResult:
     models: list[str]
-    reply: str  # content, or reasoning_content when a reasoning parser took it all
+    reply: str  # content, or the reasoning text when a reasoning parser took it all
     completion_tokens: int
     chat_seconds: float
     stream_chunks: int
     stream_text: str
+
+
+def text_of(message) -> str:
+    """The content, or the reasoning text where a reasoning parser took the whole (random) reply.
+
+    vLLM 0.29 names that field `reasoning`; older releases and some clients call it `reasoning_content`.
+    """
+    return (message.content or getattr(message, "reasoning", None)
+            or getattr(message, "reasoning_content", None) or "")
 
 
 def smoke_test(base_url: str, model_id: str, timeout_s: float = 120.0) -> SmokeResult:
@@ -37,7 +46,7 @@ def smoke_test(base_url: str, model_id: str, timeout_s: float = 120.0) -> SmokeR
                                               extra_body=SAMPLING)
         chat_seconds = time.monotonic() - start
         message = chat.choices[0].message
-        reply = message.content or getattr(message, "reasoning_content", None) or ""
+        reply = text_of(message)
         if chat.model != model_id or not reply or not chat.usage or chat.usage.completion_tokens < 1:
             raise UserError(f"chat completion is not a real answer: {chat.model_dump_json()[:500]}")
         chunks, pieces = 0, []
@@ -46,7 +55,7 @@ def smoke_test(base_url: str, model_id: str, timeout_s: float = 120.0) -> SmokeR
             chunks += 1
             if chunk.choices:
                 delta = chunk.choices[0].delta
-                pieces.append(delta.content or getattr(delta, "reasoning_content", None) or "")
+                pieces.append(text_of(delta))
         if chunks < 2 or not "".join(pieces):
             raise UserError(f"streamed chat returned {chunks} chunks and no text")
     except openai.APIError as exc:
