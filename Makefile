@@ -74,7 +74,7 @@ help: ## Show this help.
 setup: tools venv setup-local ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
 
 .PHONY: tools
-tools: kustomize helm kubeconform schemas helm-docs helm-unittest ## Build kustomize, helm, kubeconform and the local schemas into ./bin.
+tools: kustomize helm kubeconform schemas helm-docs helm-unittest controlplane ## Build kustomize, helm, kubeconform, the local schemas and the local control plane into ./bin.
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create ./.venv with the kuberay-llm package and its pinned test dependencies.

@@ -50,6 +50,14 @@ def etcd_version() -> str:
     raise RuntimeError("hack/tools/etcd/go.mod: no go.etcd.io/etcd/server/v3 requirement")
 
 
+def etcd_binary() -> Path:
+    path = toolchain.bin_dir() / f"etcd-{etcd_version()}"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `make controlplane` (builds etcd, kube-apiserver and the "
+                           "KubeRay operator into ./bin; `make test` does it first)")
+    return path
+
+
 def kuberay_crd_dir() -> Path:
     """config/crd/bases of the pinned KubeRay module in the Go module cache (never copied into the repo)."""
     version = toolchain.pins()["KUBERAY_VERSION"]
@@ -126,8 +134,7 @@ class LocalControlPlane:
     def start_etcd(self) -> None:
         peer = f"http://127.0.0.1:{self.etcd_peer_port}"
         self.etcd = self._spawn("etcd", [
-            str(binary("etcd", "ETCD_VERSION") if "ETCD_VERSION" in toolchain.pins()
-                else toolchain.bin_dir() / f"etcd-{etcd_version()}"),
+            str(etcd_binary()),
             "--data-dir", str(self.workdir / "etcd"), "--name", "default",
             "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
             "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",

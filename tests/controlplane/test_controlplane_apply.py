@@ -11,6 +11,8 @@ from cpkit import run_cli
 from kuberay_llm.harness.apply import apply_objects
 from kuberay_llm.render import overlay_names, render_overlay
 
+pytestmark = pytest.mark.timeout(240)  # a hung watch fails its test, not the whole run
+
 OVERLAYS = overlay_names()
 
 

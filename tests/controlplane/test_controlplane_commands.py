@@ -8,6 +8,8 @@ from cpkit import (container_waiting, create_pod, create_rayservice, ready, run_
                    write_pod_status, write_status)
 from localcluster import LocalControlPlane
 
+pytestmark = pytest.mark.timeout(240)  # a hung watch fails its test, not the whole run
+
 
 def test_status_exit_codes_follow_the_verdict(controlplane, kube):
     name = "st"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -13,6 +15,8 @@ from cpkit import (REPO, create_pod, create_rayservice, finish, run_cli, serving
                    write_status)
 from kuberay_llm import toolchain
 from kuberay_llm.harness.apply import apply_objects
+
+pytestmark = pytest.mark.timeout(240)  # a hung watch fails its test, not the whole run
 
 
 def test_wait_reconnects_after_an_api_server_restart(controlplane, kube):
@@ -28,6 +32,14 @@ def test_wait_reconnects_after_an_api_server_restart(controlplane, kube):
     code, out, err = finish(proc)
     assert code == 0, err
     assert "is healthy" in out
+
+
+def test_missing_binaries_name_the_make_target(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "from localcluster import LocalControlPlane as P; P().start()"],
+                            cwd=REPO / "tests/controlplane", capture_output=True, text=True, timeout=120, check=False,
+                            env={**os.environ, "KUBERAY_LLM_BIN": str(tmp_path)})
+    assert result.returncode != 0
+    assert "is missing: run `make controlplane`" in result.stderr
 
 
 @pytest.fixture(scope="module")

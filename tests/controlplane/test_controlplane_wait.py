@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import time
 
-from cpkit import (container_waiting, create_pod, finish, create_rayservice, ready, run_cli, serving_status, start_cli,
+import pytest
+
+from cpkit import (container_waiting, create_pod, create_rayservice, finish, ready, run_cli, serving_status, start_cli,
                    unschedulable, wait_for_line, write_pod_status, write_status)
+
+pytestmark = pytest.mark.timeout(240)  # a hung watch fails its test, not the whole run
 
 CLUSTER_SUFFIX = "-abcde"
 
@@ -204,3 +208,20 @@ def test_bad_timeout_is_a_usage_error(controlplane, kube):
     result = run_cli(["wait", "x", "-n", kube.namespace, "--timeout", "soon"], controlplane.kubeconfig)
     assert result.returncode == 3
     assert "--timeout: 'soon' is not a duration" in result.stderr
+
+
+def test_kuberay_cannot_create_pods(controlplane, kube):
+    """KubeRay's FailedToCreateWorkerPod event (e.g. a privileged sidecar on a cluster that forbids it)."""
+    name = "nopods"
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name)
+    kube.request("POST", f"/api/v1/namespaces/{kube.namespace}/events", body={
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{name}-abcde.1"},
+        "involvedObject": {"kind": "RayCluster", "name": f"{name}-abcde", "namespace": kube.namespace},
+        "reason": "FailedToCreateWorkerPod", "type": "Warning", "source": {"component": "raycluster-controller"},
+        "message": f'Pod "{name}-abcde-gpu-group-worker-x" is invalid: spec.containers[1].securityContext.privileged: '
+                   "Forbidden: disallowed by cluster policy",
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"})
+    code, _, err = finish(proc)
+    assert code == 1
+    assert f"KubeRay cannot create the pods of RayCluster {name}-abcde" in err and "privileged" in err
