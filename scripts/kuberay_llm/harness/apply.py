@@ -78,6 +78,8 @@ def apply_objects(kube: Kube, objects: list[dict], *, source: str, dry_run: bool
             if err.status == 403:
                 raise ConnectionFailed(f"{source}: {label}: {forbidden_message(err)}") from None
             hint = " (rerun with --force-conflicts to take them over)" if err.status == 409 else ""
+            if err.status == 404 and "namespaces" in err.message:
+                hint = f" (create it first: kubectl create namespace {namespace})"
             raise Failed(f"{source}: {label} rejected by the API server: {err.message}{hint}") from None
         if before is None:
             verdict = "created"

@@ -64,9 +64,11 @@ class Progress:
             self.last = None
 
     def done(self) -> None:
-        if self.tty:
+        """End the live line, so the verdict or error starts on a line of its own."""
+        if self.tty and self.last is not None:
             self.out.write("\n")
             self.out.flush()
+            self.last = None
 
 
 class Waiter:
@@ -150,13 +152,12 @@ class Waiter:
                 if changed or self.progress.tty or verdict.state != "waiting":
                     self.progress.show(verdict.summary, time.monotonic() - start)
                 if verdict.state == HEALTHY:
-                    self.progress.done()
                     return verdict
                 if verdict.state == FAILED:
-                    self.progress.done()
                     raise Failed(self._with_details(verdict))
         finally:
             self.stop.set()
+            self.progress.done()
 
     def _assess(self) -> Verdict:
         self._fetch_crash_logs()
