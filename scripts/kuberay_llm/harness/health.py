@@ -96,7 +96,7 @@ class Assessor:
             for message in messages:
                 if _HF_AUTH.search(message):
                     return Verdict(FAILED, f"application {app} cannot download its model from Hugging Face "
-                                           f"({_last_line(_HF_AUTH_line(message))}): the model is gated or the token "
+                                           f"({_last_line(_hf_auth_line(message))}): the model is gated or the token "
                                            "is missing/invalid; add components/hf-token to the overlay, create the "
                                            "Secret (kubectl create secret generic hf-token --from-literal=hf_token=<token>) "
                                            "and accept the model's license on huggingface.co",
@@ -336,7 +336,7 @@ def _group_label(pod: dict) -> str:
     return ((pod.get("metadata") or {}).get("labels") or {}).get("ray.io/group", pod["metadata"]["name"])
 
 
-def _HF_AUTH_line(message: str) -> str:
+def _hf_auth_line(message: str) -> str:
     for line in message.splitlines():
         if _HF_AUTH.search(line):
             return line
