@@ -70,3 +70,16 @@ def test_unknown_overlay_is_a_usage_error(controlplane):
     result = run_cli(["apply", "no-such-overlay"], controlplane.kubeconfig)
     assert result.returncode == 3
     assert "no-such-overlay: not an overlay" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_changed_overlay_reports_configured(controlplane, namespace, overlay_copy):
+    assert run_cli(["apply", "small", "-n", namespace], controlplane.kubeconfig).returncode == 0
+    overlay = overlay_copy("small")
+    patch = overlay / "worker-gpus.yaml"
+    patch.write_text(patch.read_text().replace("value: 4", "value: 3"))
+    dry = run_cli(["apply", str(overlay), "-n", namespace, "--dry-run"], controlplane.kubeconfig)
+    assert f"rayservice/llama-8b -n {namespace} configured (server dry run)" in dry.stdout, dry.stdout + dry.stderr
+    changed = run_cli(["apply", str(overlay), "-n", namespace], controlplane.kubeconfig)
+    assert f"rayservice/llama-8b -n {namespace} configured" in changed.stdout, changed.stdout + changed.stderr
+    live = controlplane.kube(namespace).request("GET", f"/apis/ray.io/v1/namespaces/{namespace}/rayservices/llama-8b")
+    assert live["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplicas"] == 3
