@@ -225,3 +225,21 @@ def test_kuberay_cannot_create_pods(controlplane, kube):
     code, _, err = finish(proc)
     assert code == 1
     assert f"KubeRay cannot create the pods of RayCluster {name}-abcde" in err and "privileged" in err
+
+
+def test_unhealthy_that_persists_past_its_grace_fails_with_rays_message(controlplane, kube):
+    name = "unhealthy"
+    create_rayservice(kube, name)
+    proc = start_wait(controlplane, kube, name, KUBERAY_LLM_UNHEALTHY_GRACE="1s")
+    started = time.monotonic()
+    write_status(kube, name, serving_status(f"{name}-abcde", "UNHEALTHY", {"LLMServer:m": "UNHEALTHY"},
+                                            ready_condition=ready("False", "ZeroServeEndpoints")))
+    kube.request("PATCH", f"/apis/ray.io/v1/namespaces/{kube.namespace}/rayservices/{name}/status",
+                 body={"status": {"activeServiceStatus": {"applicationStatuses": {"llm_app": {
+                     "serveDeploymentStatuses": {"LLMServer:m": {"status": "UNHEALTHY",
+                                                                 "message": "replica health check failed"}}}}}}},
+                 content_type="application/merge-patch+json")
+    code, _, err = finish(proc)
+    assert code == 1
+    assert "application llm_app UNHEALTHY for 1s: LLMServer:m: replica health check failed" in err, err
+    assert time.monotonic() - started < 5
