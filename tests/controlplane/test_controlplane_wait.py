@@ -4,6 +4,7 @@ asserts the verdict, the cause printed and the exit code of the real CLI process
 
 from __future__ import annotations
 
+import datetime
 import time
 
 import pytest
@@ -214,14 +215,23 @@ def test_kuberay_cannot_create_pods(controlplane, kube):
     """KubeRay's FailedToCreateWorkerPod event (e.g. a privileged sidecar on a cluster that forbids it)."""
     name = "nopods"
     create_rayservice(kube, name)
-    proc = start_wait(controlplane, kube, name)
-    kube.request("POST", f"/api/v1/namespaces/{kube.namespace}/events", body={
-        "apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{name}-abcde.1"},
-        "involvedObject": {"kind": "RayCluster", "name": f"{name}-abcde", "namespace": kube.namespace},
-        "reason": "FailedToCreateWorkerPod", "type": "Warning", "source": {"component": "raycluster-controller"},
-        "message": f'Pod "{name}-abcde-gpu-group-worker-x" is invalid: spec.containers[1].securityContext.privileged: '
-                   "Forbidden: disallowed by cluster policy",
-        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"})
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def event(suffix, kind, reason, message, when):
+        kube.request("POST", f"/api/v1/namespaces/{kube.namespace}/events", body={
+            "apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{name}-abcde.{suffix}"},
+            "involvedObject": {"kind": kind, "name": name if kind == "RayService" else f"{name}-abcde",
+                               "namespace": kube.namespace},
+            "reason": reason, "type": "Warning", "source": {"component": "ray-operator"}, "message": message,
+            "firstTimestamp": when, "lastTimestamp": when})
+
+    # a cache race KubeRay retries, and a rejection of a spec older than the current one: neither fails the wait
+    event("race", "RayCluster", "FailedToCreateRayCluster", f'rayclusters.ray.io "{name}-abcde" already exists', now)
+    event("stale", "RayService", "InvalidRayServiceSpec", "spec.rayClusterConfig is invalid", "2026-01-01T00:00:00Z")
+    proc = start_wait(controlplane, kube, name)  # its first assessment sees both events and carries on
+    event("invalid", "RayCluster", "FailedToCreateWorkerPod",
+          f'Pod "{name}-abcde-gpu-group-worker-x" is invalid: spec.containers[1].securityContext.privileged: '
+          "Forbidden: disallowed by cluster policy", now)
     code, _, err = finish(proc)
     assert code == 1
     assert f"KubeRay cannot create the pods of RayCluster {name}-abcde" in err and "privileged" in err

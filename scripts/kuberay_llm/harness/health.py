@@ -79,15 +79,16 @@ class Assessor:
         if ready.get("status") == "False" and ready.get("reason") == "InitializingTimeout":
             return Verdict(FAILED, f"RayService {name} did not become ready within its ray.io/initializing-timeout "
                                    f"({ready.get('message') or 'InitializingTimeout'})")
-        for event in seen.events:
-            if event.get("reason") in ("InvalidRayServiceSpec", "InvalidRayServiceMetadata", "InvalidRayClusterSpec",
-                                       "FailedToCreateRayCluster") and event.get("type") == "Warning":
-                return Verdict(FAILED, f"KubeRay rejected RayService {name}: {event.get('reason')}: {event.get('message')}")
-            if event.get("reason") in ("FailedToCreateHeadPod", "FailedToCreateWorkerPod") and (
-                    "is invalid" in (event.get("message") or "") or "forbidden" in (event.get("message") or "").lower()):
+        for event in _current_warnings(seen.events, rs):
+            reason, message = event.get("reason"), " ".join((event.get("message") or "").split())
+            fatal = "is invalid" in message or "forbidden" in message.lower() or "exceeded quota" in message
+            if reason in ("InvalidRayServiceSpec", "InvalidRayServiceMetadata", "InvalidRayClusterSpec"):
+                return Verdict(FAILED, f"KubeRay rejected RayService {name}: {reason}: {message}")
+            if reason == "FailedToCreateRayCluster" and fatal:  # "already exists" is a cache race it retries
+                return Verdict(FAILED, f"KubeRay cannot create the RayCluster of {name}: {message}")
+            if reason in ("FailedToCreateHeadPod", "FailedToCreateWorkerPod") and fatal:
                 involved = (event.get("involvedObject") or {}).get("name")
-                return Verdict(FAILED, f"KubeRay cannot create the pods of RayCluster {involved}: "
-                                       f"{' '.join((event.get('message') or '').split())}")
+                return Verdict(FAILED, f"KubeRay cannot create the pods of RayCluster {involved}: {message}")
 
         apps = _applications(status)
         for where, app, app_status in apps:
@@ -283,6 +284,16 @@ def explain_unschedulable(pod: dict, pods_in_group: int, message: str) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+def _current_warnings(events: list[dict], rs: dict | None) -> list[dict]:
+    """Warning events newer than the last change of the RayService's spec: events live for an hour, and one
+    about a spec that has since been fixed must not fail the wait for the new one."""
+    changed = max((m.get("time") or "" for m in ((rs or {}).get("metadata") or {}).get("managedFields") or []
+                   if m.get("subresource") != "status"), default="")
+    return [e for e in events if e.get("type") == "Warning"
+            and (e.get("lastTimestamp") or e.get("eventTime") or e["metadata"].get("creationTimestamp") or "")[:19]
+            >= changed[:19]]
+
 
 def _applications(status: dict) -> list[tuple[str, str, dict]]:
     found = []
