@@ -394,3 +394,13 @@ def test_large_never_needs_32_gpus_to_upgrade():
     for name in ("large", "gke-a3-deepseek"):
         (rs,) = [o for o in render.render_overlay(name).objects if o["kind"] == "RayService"]
         assert rs["spec"]["upgradeStrategy"]["type"] == "None", name
+
+
+def test_serve_num_replicas_auto_is_not_a_crash(capsys, overlay_copy):
+    """num_replicas: "auto" is Serve's own autoscaling default; the replica rule must not choke on it."""
+    small = overlay_copy("small")
+    path, cfg = llm_config(small)
+    edit_yaml(path, lambda d: cfg(d).update(deployment_config={"num_replicas": "auto"}))
+    code, out = validate(capsys, small)
+    assert "Traceback" not in out
+    assert "max_replicas=" not in out

@@ -64,8 +64,9 @@ def schemas_dir() -> Path:
 
 
 def run_tool(args: list[str | os.PathLike], *, what: str, stdin: str | None = None,
-             timeout: float = TOOL_TIMEOUT_S, cwd: Path | None = None) -> str:
-    """Run a pinned tool; return stdout. A non-zero exit becomes a ToolError naming `what` and the tool's stderr."""
+             timeout: float = TOOL_TIMEOUT_S, cwd: Path | None = None, ok_codes: tuple[int, ...] = (0,)) -> str:
+    """Run a pinned tool; return stdout. An exit code outside `ok_codes` becomes a ToolError naming `what`
+    and the tool's stderr."""
     try:
         proc = subprocess.run([str(a) for a in args], input=stdin, capture_output=True, text=True,
                               timeout=timeout, cwd=cwd, check=False)
@@ -74,7 +75,7 @@ def run_tool(args: list[str | os.PathLike], *, what: str, stdin: str | None = No
                         "(raise KUBERAY_LLM_TOOL_TIMEOUT)") from None
     except OSError as exc:
         raise ToolError(f"{what}: cannot run {args[0]}: {exc.strerror}") from None
-    if proc.returncode != 0:
+    if proc.returncode not in ok_codes:
         detail = (proc.stderr or proc.stdout).strip()
         raise ToolError(f"{what}: {Path(str(args[0])).name} failed: {detail}")
     return proc.stdout

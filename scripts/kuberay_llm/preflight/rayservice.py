@@ -57,6 +57,15 @@ class RayServiceFacts:
     def gpu_workers(self) -> list[WorkerGroup]:
         return [w for w in self.workers if w.gpus_per_pod > 0]
 
+    @property
+    def max_gpus_per_pod(self) -> int:
+        return max((w.gpus_per_pod for w in self.workers), default=0)
+
+    @property
+    def total_gpus(self) -> int:
+        """GPUs the worker groups can grow to: GPUs per pod × maxReplicas, summed."""
+        return sum(w.gpus_per_pod * w.max_replicas for w in self.workers)
+
 
 def _int(value) -> int:
     """An int, or 0 for a value the schema check reports anyway."""

@@ -56,8 +56,7 @@ def rule_parallelism_fits(source, rs, ctx) -> list[Finding]:
     """TP × PP GPUs per replica fit the GPU worker groups; a TP group fits in one pod."""
     out = []
     obj = f"RayService/{rs.name}"
-    max_per_pod = max((w.gpus_per_pod for w in rs.workers), default=0)
-    total = sum(w.gpus_per_pod * w.max_replicas for w in rs.workers)
+    max_per_pod, total = rs.max_gpus_per_pod, rs.total_gpus
     for e in _gpu_entries(rs):
         need = e.tp * e.pp
         field = f"{e.path}.engine_kwargs." + ("tensor_parallel_size" if e.pp == 1 else "pipeline_parallel_size")
@@ -80,11 +79,13 @@ def rule_parallelism_fits(source, rs, ctx) -> list[Finding]:
 def rule_serve_replicas_fit(source, rs, ctx) -> list[Finding]:
     """Serve's max_replicas × GPUs per replica ≤ what the worker groups can grow to."""
     out = []
-    total = sum(w.gpus_per_pod * w.max_replicas for w in rs.workers)
+    total = rs.total_gpus
     for e in _gpu_entries(rs):
         auto = ((e.config.get("deployment_config") or {}).get("autoscaling_config") or {})
         replicas = auto.get("max_replicas") or (e.config.get("deployment_config") or {}).get("num_replicas") or 1
-        need = int(replicas) * e.tp * e.pp
+        if not isinstance(replicas, int):  # num_replicas: "auto" is Serve's own default range
+            continue
+        need = replicas * e.tp * e.pp
         if need > total and e.tp * e.pp <= total:
             out.append(Finding(ERROR, source, f"RayService/{rs.name}",
                                f"{e.path}.deployment_config.autoscaling_config.max_replicas={replicas}",
@@ -212,7 +213,7 @@ def rule_max_model_len_set(source, rs, ctx) -> list[Finding]:
 def rule_placement_fits_strategy(source, rs, ctx) -> list[Finding]:
     """STRICT_PACK puts all TP × PP bundles on one node: impossible beyond one pod's GPUs."""
     out = []
-    max_per_pod = max((w.gpus_per_pod for w in rs.workers), default=0)
+    max_per_pod = rs.max_gpus_per_pod
     for e in _gpu_entries(rs):
         strategy = (e.config.get("placement_group_config") or {}).get("strategy")
         if strategy == "STRICT_PACK" and e.tp * e.pp > max_per_pod:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import yaml
+
 from kuberay_llm import schemas, toolchain
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.render import Rendered
@@ -40,8 +42,6 @@ def check(rendered: Rendered) -> list[Finding]:
 
 
 def _dump(obj: dict) -> str:
-    import yaml
-
     return yaml.safe_dump(obj, sort_keys=False)
 
 
@@ -49,13 +49,4 @@ def _kubeconform(text: str, schema_dir, source: str) -> str:
     args = [toolchain.tool("kubeconform"), "-strict", "-output", "json", "-summary=false",
             "-schema-location", f"{schema_dir}/{schemas.SCHEMA_LOCATION}", "-"]
     # kubeconform exits 1 when a resource is invalid; its JSON report is what we read either way.
-    import subprocess
-
-    try:
-        proc = subprocess.run([str(a) for a in args], input=text, capture_output=True, text=True,
-                              timeout=toolchain.TOOL_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise toolchain.ToolError(f"{source}: kubeconform did not finish in {toolchain.TOOL_TIMEOUT_S:.0f}s") from None
-    if proc.returncode not in (0, 1) or not proc.stdout.strip():
-        raise toolchain.ToolError(f"{source}: kubeconform failed: {(proc.stderr or proc.stdout).strip()}")
-    return proc.stdout
+    return toolchain.run_tool(args, what=source, stdin=text, ok_codes=(0, 1))
