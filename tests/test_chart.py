@@ -141,11 +141,11 @@ def test_serve_config_is_yaml_rendered_from_values_and_never_hand_escaped():
 
 
 def test_ray_version_is_derived_from_the_image_tag():
-    svc = rayservice(template("image.tag=2.61.1-py312-cu129"))
+    svc = rayservice(template("image.tag=2.61.1-py312-cu130"))
     assert svc["spec"]["rayClusterConfig"]["rayVersion"] == "2.61.1"
     containers = [svc["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0],
                   worker([svc])["template"]["spec"]["containers"][0]]
-    assert {c["image"] for c in containers} == {"rayproject/ray-llm:2.61.1-py312-cu129"}
+    assert {c["image"] for c in containers} == {"rayproject/ray-llm:2.61.1-py312-cu130"}
 
 
 def test_name_defaults_to_release_and_chart_and_is_truncated_to_63_characters():

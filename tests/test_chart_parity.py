@@ -99,3 +99,11 @@ def test_parity_check_reports_a_drifted_worker_shape(tmp_path):
     values.write_text((CHART / "ci" / "medium-values.yaml").read_text() + "gke:\n  machine: a3-high\n")
     diff = differences(comparable_rayservice(helm_template(values)), comparable_rayservice(kustomize_build("medium")))
     assert ".spec.rayClusterConfig.workerGroupSpecs[0].template.metadata: only in the chart" in "\n".join(diff)
+
+
+def test_the_chart_default_image_is_the_base_image():
+    """One image for every GPU deployment: values.yaml's default and manifests/base's `images` entry."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["image"]
+    base = yaml.safe_load((REPO / "manifests" / "base" / "kustomization.yaml").read_text())["images"]
+    assert [(b["name"], b["newTag"]) for b in base] == [(values["repository"], values["tag"])], (
+        "charts/ray-llm/values.yaml image and manifests/base/kustomization.yaml images differ: change both")

@@ -111,7 +111,7 @@ def test_accelerator_type_without_a_gpu_node_selector(capsys, overlay_copy):
 def test_ray_version_differs_from_the_pinned_ray(capsys, overlay_copy):
     small = overlay_copy("small")
     base = small.parent.parent / "manifests" / "base" / "kustomization.yaml"
-    base.write_text(base.read_text().replace("newTag: 2.60.0-py311-cu128", "newTag: 2.59.0-py311-cu128"))
+    base.write_text(base.read_text().replace("newTag: 2.60.0-py312-cu130", "newTag: 2.59.0-py312-cu130"))
     code, out = validate(capsys, small)
     assert code == 1
     assert ("spec.rayClusterConfig.rayVersion=2.59.0: differs from the Ray this repository validates serve "
@@ -121,10 +121,10 @@ def test_ray_version_differs_from_the_pinned_ray(capsys, overlay_copy):
 def test_image_differs_from_ray_version(capsys, overlay_copy):
     small = overlay_copy("small")
     with (small / "kustomization.yaml").open("a") as f:
-        f.write("images:\n  - name: rayproject/ray-llm\n    newTag: 2.59.0-py311-cu128\n")
+        f.write("images:\n  - name: rayproject/ray-llm\n    newTag: 2.59.0-py312-cu130\n")
     code, out = validate(capsys, small)
     assert code == 1
-    assert ("headGroupSpec.template.spec.containers[0].image=rayproject/ray-llm:2.59.0-py311-cu128: runs Ray "
+    assert ("headGroupSpec.template.spec.containers[0].image=rayproject/ray-llm:2.59.0-py312-cu130: runs Ray "
             "2.59.0 but rayVersion is 2.60.0") in out
 
 

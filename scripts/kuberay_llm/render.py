@@ -20,6 +20,8 @@ class Rendered:
     source: str  # what error messages call it: `overlays/medium`, `rendered.yaml`, `-`
     objects: list[dict] = field(default_factory=list)
     text: str = ""
+    # where a user changes the Ray image of this source (findings' fix text)
+    image_setting: str = "manifests/base/kustomization.yaml images (newTag)"
 
 
 def overlay_names() -> list[str]:
@@ -73,11 +75,12 @@ def load_source(arg: str) -> Rendered:
     """An overlay directory, a manifest file, or `-` for stdin."""
     if arg == "-":
         text = sys.stdin.read()
-        return Rendered(source="-", objects=parse_objects(text, "-"), text=text)
+        return Rendered(source="-", objects=parse_objects(text, "-"), text=text, image_setting="the image field")
     path = Path(arg)
     if path.is_file():
         text = path.read_text()
-        return Rendered(source=display_name(path), objects=parse_objects(text, display_name(path)), text=text)
+        return Rendered(source=display_name(path), objects=parse_objects(text, display_name(path)), text=text,
+                        image_setting="the image field")
     return render_overlay(arg)
 
 

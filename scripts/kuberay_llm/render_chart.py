@@ -38,4 +38,5 @@ def render_chart(chart_dir: str | os.PathLike, values_file: str | os.PathLike | 
             shown = Path(display_name(values))
         source = f"{source} ({shown})"
     text = toolchain.run_tool(args, what=source)
-    return Rendered(source=source, objects=parse_objects(text, source), text=text)
+    return Rendered(source=source, objects=parse_objects(text, source), text=text,
+                    image_setting="the chart values image.tag")

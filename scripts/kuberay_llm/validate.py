@@ -43,6 +43,7 @@ def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | N
     ctx = {
         "pinned_ray": pinned_ray(),
         "has_podmonitor": any(o.get("kind") == "PodMonitor" for o in rendered.objects),
+        "image_fix_where": rendered.image_setting,
     }
     for obj in rendered.objects:
         if obj.get("kind") != "RayService":

@@ -81,7 +81,7 @@ RAYSERVICE_PATH = "/apis/ray.io/v1/namespaces/{ns}/rayservices"
 
 def minimal_rayservice(name: str, annotations: dict | None = None) -> dict:
     """A small valid RayService (the operator is not running in the verdict tests)."""
-    container = {"name": "ray-head", "image": "rayproject/ray-llm:2.60.0-py311-cu128"}
+    container = {"name": "ray-head", "image": "rayproject/ray-llm:2.60.0-py312-cu130"}
     return {
         "apiVersion": "ray.io/v1", "kind": "RayService",
         "metadata": {"name": name, "annotations": annotations or {}},
@@ -135,7 +135,7 @@ def serving_status(cluster: str, app_state: str = "RUNNING", deployments: dict |
 def create_pod(kube, cluster: str, name: str, group: str = "gpu-group", node_type: str = "worker",
                resources: dict | None = None) -> dict:
     container = {"name": "ray-worker" if node_type == "worker" else "ray-head",
-                 "image": "rayproject/ray-llm:2.60.0-py311-cu128"}
+                 "image": "rayproject/ray-llm:2.60.0-py312-cu130"}
     if resources:
         container["resources"] = {"requests": resources, "limits": resources}
     pod = {"apiVersion": "v1", "kind": "Pod",
@@ -159,7 +159,7 @@ def unschedulable(message: str) -> dict:
 
 def container_waiting(container: str, reason: str, message: str = "", last_terminated: dict | None = None,
                       restarts: int = 0) -> dict:
-    status = {"name": container, "image": "rayproject/ray-llm:2.60.0-py311-cu128", "imageID": "", "ready": False,
+    status = {"name": container, "image": "rayproject/ray-llm:2.60.0-py312-cu130", "imageID": "", "ready": False,
               "restartCount": restarts, "state": {"waiting": {"reason": reason, "message": message}}}
     if last_terminated:
         status["lastState"] = {"terminated": {"startedAt": "2026-01-01T00:00:00Z",

@@ -31,12 +31,12 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/* ray-llm.image: repository:tag of the head and worker containers. */}}
+{{/* ray-llm.image: repository:tag[@digest] of the head and worker containers. */}}
 {{- define "ray-llm.image" -}}
-{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}
+{{- printf "%s:%s" .Values.image.repository .Values.image.tag }}{{ with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end }}
 
-{{/* ray-llm.rayVersion: the Ray version of the image, the tag before its first "-" (2.60.0-py311-cu128 -> 2.60.0). */}}
+{{/* ray-llm.rayVersion: the Ray version of the image, the tag before its first "-" (2.60.0-py312-cu130 -> 2.60.0). */}}
 {{- define "ray-llm.rayVersion" -}}
 {{- splitList "-" .Values.image.tag | first }}
 {{- end }}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 
 from kuberay_llm.preflight.findings import ERROR, Finding
+from kuberay_llm.preflight.images import parse as parse_image
+from kuberay_llm.preflight.images import ray_containers, rule_ray_images
 from kuberay_llm.preflight.rayservice import GPU, LLMEntry, RayServiceFacts
 
 # Node labels that say which GPU a node has, and how Ray names that GPU (the `accelerator_type:<X>`
@@ -139,20 +141,15 @@ def rule_ray_versions_agree(source, rs, ctx) -> list[Finding]:
         out.append(Finding(ERROR, source, obj, f"spec.rayClusterConfig.rayVersion={ray_version}",
                            f"differs from the Ray this repository validates serve configs with ({pinned})",
                            f"use a {pinned} image tag in manifests/base/kustomization.yaml"))
-    groups = [("headGroupSpec", cluster.get("headGroupSpec") or {})]
-    groups += [(f"workerGroupSpecs[{i}]", g) for i, g in enumerate(cluster.get("workerGroupSpecs") or [])]
-    for where, group in groups:
-        for c, container in enumerate(((group.get("template") or {}).get("spec") or {}).get("containers") or []):
-            image = container.get("image", "")
-            repo, _, tag = image.rpartition(":")
-            if "/ray" not in f"/{repo.rsplit('/', 1)[-1]}" or not tag:
-                continue
-            version = tag.split("-", 1)[0]
-            if version != ray_version:
-                out.append(Finding(ERROR, source, obj,
-                                   f"spec.rayClusterConfig.{where}.template.spec.containers[{c}].image={image}",
-                                   f"runs Ray {version} but rayVersion is {ray_version}",
-                                   "change the tag in one place: manifests/base/kustomization.yaml images"))
+    for field, image in ray_containers(rs):
+        ref = parse_image(image)
+        version = ref.tag.split("-", 1)[0]
+        if not ref.name.startswith("ray") or not re.match(r"^\d+\.\d+\.\d+$", version):
+            continue  # no Ray version in the tag: the image rule reports what it can
+        if version != ray_version:
+            out.append(Finding(ERROR, source, obj, f"{field}={image}",
+                               f"runs Ray {version} but rayVersion is {ray_version}",
+                               f"change the tag in one place: {ctx.get('image_fix_where') or 'the image'}"))
     return out
 
 
@@ -251,6 +248,7 @@ RULES = [
     rule_serve_replicas_fit,
     rule_accelerator_schedulable,
     rule_ray_versions_agree,
+    rule_ray_images,
     rule_head_schedules_no_gpu_work,
     rule_no_secret_literals,
     rule_max_model_len_set,
