@@ -187,3 +187,46 @@ def test_a_ray_line_older_than_the_table_is_a_warning_not_a_guess():
 ])
 def test_image_references_parse(text, repository, name, tag, digest):
     assert images.parse(text) == images.ImageRef(text, repository, name, tag, digest)
+
+
+# --- Ray import paths in the serve config (preflight/import_paths.py) --------------------------------------
+
+
+def test_a_removed_ray_name_is_named_with_its_replacement(capsys, overlay_copy):
+    small = overlay_copy("small")
+    edit_yaml(small / "serve-config.yaml", lambda d: d["applications"][0].update(import_path="ray.serve.llm:LLMRouter"))
+    code, out = validate(capsys, small)
+    assert code == 1
+    assert ("serveConfigV2 applications[0].import_path=ray.serve.llm:LLMRouter: LLMRouter was removed from "
+            "ray.serve.llm in this Ray 2.60.0: Serve fails when it deploys the app; fix: use "
+            "ray.serve.llm.ingress:OpenAiIngress") in out
+
+
+def test_a_router_in_the_wrong_module_names_where_it_lives(capsys, overlay_copy):
+    small = overlay_copy("small")
+    path, cfg = llm_config(small)
+    edit_yaml(path, lambda d: cfg(d)["deployment_config"].update(request_router_config={
+        "request_router_class": "ray.serve.llm.request_router:ConsistentHashRouter"}))
+    code, out = validate(capsys, small)
+    assert code == 1
+    assert ("deployment_config.request_router_config.request_router_class=ray.serve.llm.request_router:"
+            "ConsistentHashRouter: ray.serve.llm.request_router has no ConsistentHashRouter in this Ray 2.60.0: "
+            "Serve fails when it deploys the app; fix: use "
+            "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter") in out
+
+
+@pytest.mark.parametrize("path", ["ray.serve.llm.request_router:PrefixCacheAffinityRouter",
+                                  "ray.serve.llm.request_router.PrefixCacheAffinityRouter",
+                                  "ray.serve.experimental.consistent_hash_router:ConsistentHashRouter",
+                                  "ray.serve.llm:build_openai_app", "ray.serve.llm:build_dp_openai_app",
+                                  "ray.serve.llm:build_pd_openai_app", "my_company.routers:Mine"])
+def test_import_paths_the_pinned_ray_has(path):
+    from kuberay_llm.preflight import import_paths
+
+    assert import_paths.problem(path) is None
+
+
+def test_a_module_that_does_not_exist():
+    from kuberay_llm.preflight import import_paths
+
+    assert import_paths.problem("ray.serve.llm.routers:X") == "module ray.serve.llm.routers does not exist in this Ray"

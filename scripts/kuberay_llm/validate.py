@@ -17,7 +17,7 @@ import time
 
 from kuberay_llm import render
 from kuberay_llm.errors import UserError
-from kuberay_llm.preflight import rules, schema, serve_config
+from kuberay_llm.preflight import import_paths, rules, schema, serve_config
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.rayservice import facts
 
@@ -50,6 +50,8 @@ def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | N
             continue
         rs = facts(obj)
         findings += serve_config.check(rendered.source, rs)
+        if rs.serve_config is not None:
+            findings += import_paths.check(rendered.source, rs, ctx["pinned_ray"])
         if rs.serve_config is not None and f"RayService/{rs.name}" not in rejected:
             findings += rules.check(rendered.source, rs, ctx)
     return findings

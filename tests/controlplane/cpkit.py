@@ -3,6 +3,7 @@ Pod status the way KubeRay and the kubelet would (through the status subresource
 
 from __future__ import annotations
 
+import datetime
 import os
 import queue
 import subprocess
@@ -81,7 +82,7 @@ RAYSERVICE_PATH = "/apis/ray.io/v1/namespaces/{ns}/rayservices"
 
 def minimal_rayservice(name: str, annotations: dict | None = None) -> dict:
     """A small valid RayService (the operator is not running in the verdict tests)."""
-    container = {"name": "ray-head", "image": "rayproject/ray-llm:2.60.0-py312-cu130"}
+    container = {"name": "ray-head", "image": RAY_IMAGE}
     return {
         "apiVersion": "ray.io/v1", "kind": "RayService",
         "metadata": {"name": name, "annotations": annotations or {}},
@@ -132,10 +133,12 @@ def serving_status(cluster: str, app_state: str = "RUNNING", deployments: dict |
     }
 
 
+RAY_IMAGE = "rayproject/ray-llm:2.60.0-py312-cu130"
+
+
 def create_pod(kube, cluster: str, name: str, group: str = "gpu-group", node_type: str = "worker",
-               resources: dict | None = None) -> dict:
-    container = {"name": "ray-worker" if node_type == "worker" else "ray-head",
-                 "image": "rayproject/ray-llm:2.60.0-py312-cu130"}
+               resources: dict | None = None, image: str = RAY_IMAGE) -> dict:
+    container = {"name": "ray-worker" if node_type == "worker" else "ray-head", "image": image}
     if resources:
         container["resources"] = {"requests": resources, "limits": resources}
     pod = {"apiVersion": "v1", "kind": "Pod",
@@ -143,6 +146,16 @@ def create_pod(kube, cluster: str, name: str, group: str = "gpu-group", node_typ
                                                  "ray.io/node-type": node_type}},
            "spec": {"containers": [container]}}
     return kube.request("POST", f"/api/v1/namespaces/{kube.namespace}/pods", body=pod)
+
+
+def create_pod_event(kube, pod: str, reason: str, message: str, type_: str = "Warning") -> dict:
+    """An event on a pod as the kubelet records it (source component kubelet)."""
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return kube.request("POST", f"/api/v1/namespaces/{kube.namespace}/events", body={
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{pod}.{reason.lower()}.{time.time_ns()}"},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": kube.namespace, "apiVersion": "v1"},
+        "reason": reason, "message": message, "type": type_, "count": 1, "source": {"component": "kubelet"},
+        "firstTimestamp": now, "lastTimestamp": now})
 
 
 def write_pod_status(kube, name: str, status: dict) -> dict:
@@ -158,8 +171,8 @@ def unschedulable(message: str) -> dict:
 
 
 def container_waiting(container: str, reason: str, message: str = "", last_terminated: dict | None = None,
-                      restarts: int = 0) -> dict:
-    status = {"name": container, "image": "rayproject/ray-llm:2.60.0-py312-cu130", "imageID": "", "ready": False,
+                      restarts: int = 0, image: str = RAY_IMAGE) -> dict:
+    status = {"name": container, "image": image, "imageID": "", "ready": False,
               "restartCount": restarts, "state": {"waiting": {"reason": reason, "message": message}}}
     if last_terminated:
         status["lastState"] = {"terminated": {"startedAt": "2026-01-01T00:00:00Z",

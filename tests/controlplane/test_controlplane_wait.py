@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from cpkit import (container_waiting, create_pod, create_rayservice, finish, ready, run_cli, serving_status, start_cli,
-                   unschedulable, wait_for_line, write_pod_status, write_status)
+from cpkit import (container_waiting, create_pod, create_pod_event, create_rayservice, finish, ready, run_cli,
+                   serving_status, start_cli, unschedulable, wait_for_line, write_pod_status, write_status)
 
 pytestmark = pytest.mark.timeout(240)  # a hung watch fails its test, not the whole run
 
@@ -156,19 +156,66 @@ def test_crash_loop_back_off(controlplane, kube):
     assert "no logs" in err  # no kubelet here: the log request fails, and says why
 
 
+MISSING_IMAGE = "rayproject/ray-llm:2.60.0-py311-cu128"  # a tag Ray never published
+
+
 def test_image_pull_back_off(controlplane, kube):
     name = "pull"
     cluster = name + CLUSTER_SUFFIX
     create_rayservice(kube, name)
     pod = f"{cluster}-head"
-    create_pod(kube, cluster, pod, group="headgroup", node_type="head")
+    create_pod(kube, cluster, pod, group="headgroup", node_type="head", image=MISSING_IMAGE)
     proc = start_wait(controlplane, kube, name)
     write_pod_status(kube, pod, container_waiting(
-        "ray-head", "ImagePullBackOff", 'Back-off pulling image "rayproject/ray-llm:2.60.0-py311-cu128": '
-        "manifest unknown"))
+        "ray-head", "ImagePullBackOff", f'Back-off pulling image "{MISSING_IMAGE}": manifest unknown',
+        image=MISSING_IMAGE))
     code, _, err = finish(proc)
     assert code == 1
-    assert f"pod {pod} cannot pull image rayproject/ray-llm:2.60.0-py311-cu128 (ImagePullBackOff)" in err
+    assert f"pod {pod} cannot pull image {MISSING_IMAGE} (ImagePullBackOff)" in err
+
+
+def test_a_missing_tag_fails_at_once_from_the_kubelets_failed_event(controlplane, kube):
+    """In ImagePullBackOff the container status says only 'Back-off pulling image'; the cause is in the
+    kubelet's Failed event. A tag that does not exist fails the wait at once, not after the pull grace."""
+    name = "pullevent"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    pod = f"{cluster}-gpu-group-worker-x"
+    create_pod(kube, cluster, pod, image=MISSING_IMAGE)
+    cause = (f'rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/{MISSING_IMAGE}": '
+             f'failed to resolve reference "docker.io/{MISSING_IMAGE}": docker.io/{MISSING_IMAGE}: not found')
+    create_pod_event(kube, pod, "Failed", f'Failed to pull image "{MISSING_IMAGE}": {cause}')
+    create_pod_event(kube, pod, "BackOff", f'Back-off pulling image "{MISSING_IMAGE}"', type_="Normal")
+    proc = start_wait(controlplane, kube, name, KUBERAY_LLM_IMAGE_PULL_GRACE="10m")
+    written = time.monotonic()
+    write_pod_status(kube, pod, container_waiting("ray-worker", "ImagePullBackOff",
+                                                  f'Back-off pulling image "{MISSING_IMAGE}"', image=MISSING_IMAGE))
+    code, _, err = finish(proc)
+    assert code == 1, err
+    assert time.monotonic() - written < 10
+    assert (f"pod {pod} cannot pull image {MISSING_IMAGE} (ImagePullBackOff): {cause}; rayproject/ray-llm is "
+            "published as <ray>-py312-cu130 only") in err
+    for command in ("status", "diagnose"):
+        result = run_cli([command, name, "-n", kube.namespace], controlplane.kubeconfig,
+                         KUBERAY_LLM_IMAGE_PULL_GRACE="10m")
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert f"FAILED: pod {pod} cannot pull image {MISSING_IMAGE} (ImagePullBackOff)" in result.stdout
+
+
+def test_a_transient_pull_error_waits_for_its_grace(controlplane, kube):
+    """A registry timeout can clear by itself: it is shown on the live line and fails only after the grace."""
+    name = "pulltransient"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    pod = f"{cluster}-gpu-group-worker-y"
+    create_pod(kube, cluster, pod)
+    proc = start_wait(controlplane, kube, name, KUBERAY_LLM_IMAGE_PULL_GRACE="3s")
+    write_pod_status(kube, pod, container_waiting("ray-worker", "ErrImagePull", "dial tcp: i/o timeout"))
+    wait_for_line(proc, "ErrImagePull")
+    assert proc.poll() is None, "a transient pull error failed the wait before its grace"
+    code, _, err = finish(proc)
+    assert code == 1
+    assert f"pod {pod} cannot pull image rayproject/ray-llm:2.60.0-py312-cu130 (ErrImagePull): dial tcp: i/o timeout" in err
 
 
 def test_oom_killed(controlplane, kube):

@@ -149,12 +149,14 @@ class Assessor:
                     return Verdict(FAILED, f"pod {pod_name} container {cname} is in CrashLoopBackOff ({why}): {tail}",
                                    _indent(logs or waiting.get("message")))
                 if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
-                    message = waiting.get("message") or ""
-                    image = container.get("image") or _container_spec(pod, cname).get("image", "?")
+                    image = _container_spec(pod, cname).get("image") or container.get("image") or "?"
+                    message = _pull_error(pod_name, image, waiting.get("message") or "", seen.events)
                     fatal = reason == "InvalidImageName" or _IMAGE_PULL_FATAL.search(message)
                     if fatal or self._persisted(f"pull:{pod_name}/{cname}", settings.image_pull_grace()):
+                        hint = (f"; {_IMAGE_TAG_HINT}" if image.rsplit("/", 1)[-1].startswith("ray-llm:")
+                                and _IMAGE_PULL_FATAL.search(message) else "")
                         return Verdict(FAILED, f"pod {pod_name} cannot pull image {image} ({reason}): "
-                                               f"{message or 'check the tag and the registry credentials'}")
+                                               f"{message or 'check the tag and the registry credentials'}{hint}")
                 if reason in ("CreateContainerConfigError", "CreateContainerError"):
                     return Verdict(FAILED, f"pod {pod_name} container {cname}: {reason}: {waiting.get('message')}")
             unschedulable = _unschedulable_condition(pod)
@@ -284,6 +286,26 @@ def explain_unschedulable(pod: dict, pods_in_group: int, message: str) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+_IMAGE_TAG_HINT = ("rayproject/ray-llm is published as <ray>-py312-cu130 only (`crane ls rayproject/ray-llm`); "
+                   "`kuberay-llm validate` checks the tag offline")
+
+
+def _pull_error(pod_name: str, image: str, waiting_message: str, events: list[dict]) -> str:
+    """The kubelet's reason a pull failed. In ImagePullBackOff the container status may only say
+    'Back-off pulling image "X"'; the cause (`... not found`, `401 Unauthorized`) is in the kubelet's newest
+    `Failed` event on the pod ('Failed to pull image "X": rpc error: ...', pkg/kubelet/images/image_manager.go)."""
+    failed = [e for e in events if e.get("reason") == "Failed"
+              and (e.get("involvedObject") or {}).get("name") == pod_name
+              and str(e.get("message") or "").startswith(f'Failed to pull image "{image}"')]
+    if not failed:
+        return waiting_message
+    latest = max(failed, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+    cause = " ".join(str(latest.get("message")).split())
+    cause = cause.split(": ", 1)[1] if cause.startswith("Failed to pull image") and ": " in cause else cause
+    if waiting_message and waiting_message not in cause and _IMAGE_PULL_FATAL.search(waiting_message):
+        return waiting_message
+    return cause
 
 def _current_warnings(events: list[dict], rs: dict | None) -> list[dict]:
     """Warning events newer than the last change of the RayService's spec: events live for an hour, and one

@@ -222,7 +222,8 @@ def rule_placement_fits_strategy(source, rs, ctx) -> list[Finding]:
 
 
 def rule_engine_metrics_when_monitored(source, rs, ctx) -> list[Finding]:
-    """A PodMonitor scrapes vLLM's engine metrics only if log_engine_metrics stays on."""
+    """A PodMonitor scrapes vLLM's engine metrics only if log_engine_metrics stays on (LLMConfig defaults it to
+    True in Ray 2.60: ray/llm/_internal/serve/core/configs/llm_config.py)."""
     if not ctx.get("has_podmonitor"):
         return []
     return [Finding(ERROR, source, f"RayService/{rs.name}", f"{e.path}.log_engine_metrics=false",
