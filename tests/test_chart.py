@@ -188,7 +188,8 @@ def test_notes_print_the_port_forward_and_a_curl_to_try(tmp_path):
     notes = render_notes(tmp_path, "large-values.yaml", "llm")
     assert "kubectl -n llm port-forward svc/deepseek-r1-serve-svc 8000:8000" in notes
     assert "curl -s http://localhost:8000/v1/chat/completions" in notes
-    assert '"model": "deepseek-r1"' in notes
+    model_id = yaml.safe_load((CHART / "ci" / "large-values.yaml").read_text())["serve"]["model"]["id"]
+    assert f'"model": "{model_id}"' in notes
     assert "kubectl -n llm wait rayservice/deepseek-r1 --for=condition=Ready --timeout=90m" in notes
 
 

@@ -59,8 +59,24 @@ def test_demo_serves_local_cpu_overlay_and_stops_cleanly():
     assert "overlays/local-cpu: RayService/local-cpu-llm, applications: llm_app" in out
     assert "model_source: 'Qwen/Qwen2.5-0.5B-Instruct' -> " in out
     assert "llm_app: RUNNING" in out
-    assert f"smoke test {MODEL_ID}: models ['{MODEL_ID}']; chat " in out
+    assert f"models: {MODEL_ID}\n" in out
+    assert f"smoke test {MODEL_ID} passed: chat " in out
     assert "stopped: Serve shut down, Ray head and all its processes gone" in out
+
+
+def test_a_reasoning_tier_passes_the_smoke_test_through_its_reasoning_field():
+    """overlays/large keeps reasoning_parser deepseek_r1 on the tiny model: vLLM 0.29 puts the text before
+    `</think>` into `reasoning`, so a random model's reply is mostly or wholly reasoning; the smoke test must
+    read it there (it once read only `reasoning_content` and failed such streams as "produced no tokens")."""
+    proc = kuberay_llm("large")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    model_id = yaml.safe_load((toolchain.OVERLAYS_DIR / "large" / "serve-config.yaml").read_text())[
+        "applications"][0]["args"]["llm_configs"][0]["model_loading_config"]["model_id"]
+    stream = out.split("stream (", 1)[1]
+    reasoning = stream.split("\n  reasoning: ", 1)[1].split("\n", 1)[0]
+    assert reasoning and reasoning != "(none)", out
+    assert f"smoke test {model_id} passed" in out
 
 
 def test_keep_leaves_it_serving_until_stop():

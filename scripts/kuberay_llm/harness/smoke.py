@@ -1,5 +1,6 @@
 """`kuberay-llm smoke NAME`: the OpenAI API of a RayService answers: list models, one chat completion, one
-streamed chat completion (reasoning models: reasoning_content and content printed apart).
+streamed chat completion (kuberay_llm/smoke.py, the same test `kuberay-llm local` runs; reasoning models: the
+reasoning and the content printed apart).
 
 Reaches `<name>-serve-svc:8000` through a port-forward over the Kubernetes API to a pod behind that Service,
 or `--endpoint URL` directly. Exit codes: 0 ok, 1 a check failed, 3 usage or connection error.
@@ -9,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 
+from kuberay_llm import smoke
 from kuberay_llm.harness import settings
 from kuberay_llm.harness.errors import ConnectionFailed, Failed, UsageError
 from kuberay_llm.harness.kube import RAYSERVICE, ApiError, Kube, Unreachable, forbidden_message
 from kuberay_llm.harness.serveconfig import Model, models
 
 SERVE_PORT = 8000
-PROMPT = "Reply with one short sentence: what is Ray Serve?"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,53 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_model(base_url: str, model: Model, max_tokens: int | None) -> None:
-    import openai
-
-    api = openai.OpenAI(base_url=base_url.rstrip("/") + "/v1", api_key="not-needed",
-                        timeout=settings.smoke_timeout(), max_retries=0)
-    tokens = max_tokens or (512 if model.reasoning else 64)
-    try:
-        served = [m.id for m in api.models.list()]
-        print(f"models: {', '.join(served) or '(none)'}")
-        if model.model_id not in served:
-            raise Failed(f"model {model.model_id} (serveConfigV2) is not served; the endpoint lists {served}")
-        started = time.monotonic()
-        reply = api.chat.completions.create(model=model.model_id, messages=[{"role": "user", "content": PROMPT}],
-                                            max_tokens=tokens, temperature=0)
-        message = reply.choices[0].message
-        reasoning = getattr(message, "reasoning_content", None) or (message.model_extra or {}).get("reasoning_content")
-        print(f"chat ({time.monotonic() - started:.1f}s, {reply.usage.completion_tokens if reply.usage else '?'} tokens):")
-        if model.reasoning or reasoning:
-            print(f"  reasoning_content: {(reasoning or '(none)').strip()}")
-        print(f"  content: {(message.content or '(empty)').strip()}")
-        if not (message.content or reasoning):
-            raise Failed(f"model {model.model_id} answered with no content")
-
-        started, first = time.monotonic(), None
-        content, thinking = [], []
-        stream = api.chat.completions.create(model=model.model_id, messages=[{"role": "user", "content": PROMPT}],
-                                             max_tokens=tokens, temperature=0, stream=True)
-        for chunk in stream:
-            if not chunk.choices:
-                continue
-            delta = chunk.choices[0].delta
-            piece = delta.content or ""
-            thought = getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get("reasoning_content") or ""
-            if (piece or thought) and first is None:
-                first = time.monotonic() - started
-            content.append(piece)
-            thinking.append(thought)
-        print(f"stream (first token {first if first is not None else float('nan'):.2f}s, "
-              f"total {time.monotonic() - started:.1f}s):")
-        if model.reasoning or any(thinking):
-            print(f"  reasoning_content: {''.join(thinking).strip() or '(none)'}")
-        print(f"  content: {''.join(content).strip() or '(empty)'}")
-        if first is None:
-            raise Failed(f"model {model.model_id}: the streamed completion produced no tokens")
-    except openai.APIConnectionError as exc:
-        raise ConnectionFailed(f"{base_url}: cannot connect ({exc.__cause__ or exc})") from None
-    except openai.APIStatusError as exc:
-        raise Failed(f"{base_url}: model {model.model_id}: HTTP {exc.status_code}: {exc.message}") from None
+    smoke.check_model(base_url, model.model_id, max_tokens=max_tokens or (512 if model.reasoning else 64),
+                      timeout_s=settings.smoke_timeout(), show_reasoning=model.reasoning)
 
 
 def run(args: argparse.Namespace) -> int:

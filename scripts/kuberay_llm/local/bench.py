@@ -26,7 +26,7 @@ from kuberay_llm.errors import UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.command import deploy, local_work_dir, prepare, require_stack
 from kuberay_llm.local.serve_config import llm_configs_of
-from kuberay_llm.local.smoke import text_of
+from kuberay_llm.smoke import text_of
 
 CONCURRENCY = (1, 4, 8)
 OUTPUT_TOKENS = 32

@@ -111,12 +111,14 @@ def run(args: argparse.Namespace) -> int:
         print("PUT /api/serve/applications/ (as the KubeRay operator does); waiting for RUNNING ...", flush=True)
         seconds = deploy(head, config, apps, sample_memory)
         print(f"ready in {seconds:.0f}s")
-        from kuberay_llm.local.smoke import smoke_test
+        from kuberay_llm import smoke
 
         for model_id in model_ids(config):
-            result = smoke_test(head.serve_url, model_id)
+            print(f"== smoke test {model_id}")
+            # The tiny model is slow on CPU and its text is random: few tokens say as much as many.
+            result = smoke.check_model(head.serve_url, model_id, max_tokens=16)
             sample_memory()
-            print(f"smoke test {model_id}: models {result.models}; chat {result.completion_tokens} tokens in "
+            print(f"smoke test {model_id} passed: chat {result.completion_tokens} tokens in "
                   f"{result.chat_seconds:.1f}s: {result.reply!r}; stream {result.stream_chunks} chunks")
         print(f"peak memory of the local stack: {sample_memory() / 2**30:.1f} GiB")
         keep = args.keep
