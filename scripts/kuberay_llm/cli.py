@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from kuberay_llm import exitcodes
 from kuberay_llm.errors import UserError
 
 # name -> (module, one-line help, examples shown by `kuberay-llm NAME --help`)
@@ -33,8 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "kuberay-llm apply small -n llm\n"
               "kuberay-llm apply gke-a3-deepseek --dry-run   # server-side dry run: strict field validation, no change"),
     "wait": ("kuberay_llm.harness.wait", "wait until a RayService serves; fail fast with the cause",
-             "kuberay-llm wait llama-8b -n llm --timeout 30m\n"
-             "exit codes: 0 healthy, 1 failed (cause printed), 2 timed out, 3 usage or connection error"),
+             "kuberay-llm wait llama-8b -n llm --timeout 30m"),
     "smoke": ("kuberay_llm.harness.smoke", "smoke-test a RayService's OpenAI API (models, chat, streamed chat)",
               "kuberay-llm smoke llama-8b -n llm                          # port-forward through the API server\n"
               "kuberay-llm smoke llama-8b --endpoint http://10.0.0.7:8000  # an endpoint you already reach"),
@@ -51,12 +51,13 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kuberay-llm",
         description="Render, validate, plan, deploy and smoke-test Ray Serve LLM RayServices on KubeRay.",
-        epilog="Exit codes: 0 ok, 1 check failed, 2 usage or tool error (see each command's --help).",
+        epilog=exitcodes.EPILOG + ".",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text, examples) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".",
-                                    epilog="examples:\n" + "\n".join("  " + line for line in examples.splitlines()),
+                                    epilog="examples:\n" + "\n".join("  " + line for line in examples.splitlines())
+                                    + "\n\n" + exitcodes.EPILOG,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         sub_parser.set_defaults(_module=module)
         if argv[:1] == [name]:  # only the chosen subcommand's module is imported
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return 2
+        return exitcodes.USAGE
     module = importlib.import_module(args._module)
     try:
         return module.run(args)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return 130  # the shell's code for SIGINT
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from kuberay_llm.errors import ToolError
+from kuberay_llm.errors import ToolError, ToolMissing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS_DIR = REPO_ROOT / "overlays"
@@ -52,14 +52,14 @@ def tool(name: str) -> Path:
         raise ToolError(f"Makefile: no {version_key} pin for tool {name}")
     path = bin_dir() / f"{name}-{version}"
     if not path.exists():
-        raise ToolError(f"{path} is missing: run `make tools` (builds the pinned {name} {version} into ./bin)")
+        raise ToolMissing(f"{path} is missing: run `make tools` (builds the pinned {name} {version} into ./bin)")
     return path
 
 
 def schemas_dir() -> Path:
     path = bin_dir() / "schemas"
     if not (path / "index.json").exists():
-        raise ToolError(f"{path} has no schemas: run `make schemas` (converts the pinned Kubernetes/KubeRay schemas)")
+        raise ToolMissing(f"{path} has no schemas: run `make schemas` (converts the pinned Kubernetes/KubeRay schemas)")
     return path
 
 

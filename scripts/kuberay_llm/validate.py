@@ -5,7 +5,8 @@
 3. every serveConfigV2 against Ray's own models (preflight/serve_config.py);
 4. cross-field rules (preflight/rules.py).
 
-Exit codes: 0 valid, 1 invalid, 2 usage or tool error.
+Exit codes (kuberay_llm/exitcodes.py): 0 valid, 1 invalid, 2 usage or input a tool rejects, 3 a tool
+missing (`make tools`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def test_status_exit_codes_follow_the_verdict(controlplane, kube):
     write_status(kube, name, serving_status(cluster, "DEPLOYING", {"LLMServer:m": "UPDATING"},
                                             ready_condition=ready("False", "Initializing")))
     progressing = run_cli(["status", name, "-n", kube.namespace], controlplane.kubeconfig)
-    assert progressing.returncode == 2, progressing.stderr
+    assert progressing.returncode == 4, progressing.stderr
     assert "not healthy yet" in progressing.stdout and "application llm_app: DEPLOYING" in progressing.stdout
     write_status(kube, name, serving_status(cluster))
     healthy = run_cli(["status", name, "-n", kube.namespace], controlplane.kubeconfig)

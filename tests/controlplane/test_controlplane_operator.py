@@ -114,8 +114,8 @@ def test_operator_builds_the_cluster_the_tier_promises(overlay, controlplane, op
         assert env_of(worker["spec"]["containers"][0])["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
         assert env_of(head_container)["HF_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "hf-token"
 
-    # No scheduler or kubelet: the harness must see pods that are not scheduled yet, and time out (exit 2).
+    # No scheduler or kubelet: the harness must see pods that are not scheduled yet, and time out (exit 4).
     result = run_cli(["wait", name, "-n", operator_namespace, "--timeout", "4s"], controlplane.kubeconfig)
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr
     assert "not scheduled yet" in result.stderr
     assert "is healthy" not in result.stdout

@@ -68,12 +68,12 @@ def test_the_namespaced_role_is_enough_for_every_command(controlplane, rbac_user
     admin = controlplane.kube(ns)
     create_pod(admin, "llama-8b-abcde", "llama-8b-abcde-head", group="headgroup", node_type="head")
     waited = run_cli(["wait", "llama-8b", "-n", ns, "--timeout", "3s"], deployer)
-    assert waited.returncode == 2, waited.stderr
+    assert waited.returncode == 4, waited.stderr
     assert "not scheduled yet" in waited.stderr and "forbidden" not in waited.stderr
     status = run_cli(["status", "llama-8b", "-n", ns], deployer)
-    assert status.returncode == 2, status.stderr
+    assert status.returncode == 4, status.stderr
     diagnose = run_cli(["diagnose", "llama-8b", "-n", ns], deployer)
-    assert diagnose.returncode == 2 and "forbidden" not in diagnose.stdout + diagnose.stderr, diagnose.stderr
+    assert diagnose.returncode == 4 and "forbidden" not in diagnose.stdout + diagnose.stderr, diagnose.stderr
     deleted = run_cli(["delete", "llama-8b", "-n", ns, "--wait"], deployer)
     assert deleted.returncode == 0, deleted.stderr
 

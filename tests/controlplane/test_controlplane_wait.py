@@ -49,7 +49,7 @@ def test_stale_generation_is_not_healthy(controlplane, kube):
     create_rayservice(kube, name)
     write_status(kube, name, serving_status(name + CLUSTER_SUFFIX), generation=0)
     result = run_cli(["wait", name, "-n", kube.namespace, "--timeout", "3s"], controlplane.kubeconfig)
-    assert result.returncode == 2, result.stderr
+    assert result.returncode == 4, result.stderr  # timed out
     assert "generation 1 not yet observed" in result.stderr
 
 
@@ -136,7 +136,7 @@ def test_pods_without_a_scheduler_are_not_scheduled_yet_never_healthy(controlpla
     create_rayservice(kube, name)
     create_pod(kube, cluster, f"{cluster}-head", group="headgroup", node_type="head")
     result = run_cli(["wait", name, "-n", kube.namespace, "--timeout", "3s"], controlplane.kubeconfig)
-    assert result.returncode == 2
+    assert result.returncode == 4  # timed out
     assert "not scheduled yet" in result.stderr
     assert "healthy" not in result.stdout
 

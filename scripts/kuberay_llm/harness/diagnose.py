@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from kuberay_llm import exitcodes
+
 from kuberay_llm.harness import settings
 from kuberay_llm.harness.health import FAILED, HEALTHY
 from kuberay_llm.harness.kube import Kube
@@ -80,4 +82,4 @@ def run(args: argparse.Namespace) -> int:
                 previous = bool((statuses[cname].get("lastState") or {}).get("terminated"))
                 log = fetch_logs(kube, kube.namespace, name, cname, previous=previous, lines=lines)
                 print("\n".join("    " + line for line in log.splitlines()[-lines:]) or "    (empty log)")
-    return {HEALTHY: 0, FAILED: 1}.get(verdict.state, 2)
+    return {HEALTHY: exitcodes.OK, FAILED: exitcodes.FAILED}.get(verdict.state, exitcodes.PENDING)

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import urllib3
 
+from kuberay_llm import exitcodes
 from kuberay_llm.errors import UserError
 from kuberay_llm.harness import settings
 from kuberay_llm.harness.errors import ConnectionFailed
@@ -27,12 +28,12 @@ RBAC_HINT = "grant the harness Role of deploy/rbac/ in this namespace (see deplo
 
 class ApiError(UserError):
     """A non-2xx answer of the API server, with the server's own message. Uncaught, the CLI prints it as one
-    line: exit 3 for missing rights (with the RBAC hint), 1 otherwise."""
+    line: exit 3 (unavailable) for missing rights (with the RBAC hint), 1 otherwise."""
 
     def __init__(self, status: int, reason: str, message: str):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
-        self.exit_code = 3 if status in (401, 403) else 1
+        self.exit_code = exitcodes.UNAVAILABLE if status in (401, 403) else exitcodes.FAILED
 
     def __str__(self) -> str:
         return forbidden_message(self) if self.status == 403 else self.message
@@ -45,7 +46,7 @@ class Gone(ApiError):
 class Unreachable(UserError):
     """The API server did not answer (down, restarting, network)."""
 
-    exit_code = 3
+    exit_code = exitcodes.UNAVAILABLE
 
 
 @dataclasses.dataclass(frozen=True)

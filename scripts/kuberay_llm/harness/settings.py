@@ -78,4 +78,8 @@ def smoke_timeout() -> float:
 
 
 def log_lines() -> int:
-    return int(os.environ.get("KUBERAY_LLM_LOG_LINES", "20"))
+    """Log lines per container that `wait` and `diagnose` print."""
+    text = os.environ.get("KUBERAY_LLM_LOG_LINES", "20")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageError(f"KUBERAY_LLM_LOG_LINES: {text!r} is not a positive whole number of lines (e.g. 20)")
+    return int(text)

@@ -3,7 +3,7 @@ streamed chat completion (kuberay_llm/smoke.py, the same test `kuberay-llm local
 reasoning and the content printed apart).
 
 Reaches `<name>-serve-svc:8000` through a port-forward over the Kubernetes API to a pod behind that Service,
-or `--endpoint URL` directly. Exit codes: 0 ok, 1 a check failed, 3 usage or connection error.
+or `--endpoint URL` directly. Exit codes (kuberay_llm/exitcodes.py): 0 ok, 1 a check failed, 2 usage, 3 unreachable.
 """
 
 from __future__ import annotations

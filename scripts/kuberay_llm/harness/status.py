@@ -1,11 +1,14 @@
 """`kuberay-llm status NAME`: the verdict of `wait`, once, and the application/deployment/pod states.
 
-Exit codes: 0 healthy, 1 failed (cause printed), 2 not healthy yet, 3 usage or connection error.
+Exit codes (kuberay_llm/exitcodes.py): 0 healthy, 1 failed (cause printed), 2 usage, 3 cluster unreachable,
+4 not healthy yet.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from kuberay_llm import exitcodes
 
 from kuberay_llm.harness.errors import ConnectionFailed, Failed
 from kuberay_llm.harness.health import FAILED, HEALTHY, Assessor, Observed, Verdict, pod_state
@@ -77,4 +80,4 @@ def run(args: argparse.Namespace) -> int:
     print(f"RayService {kube.namespace}/{args.name}: {label}: {verdict.summary}")
     for line in state_lines(seen):
         print("  " + line)
-    return {HEALTHY: 0, FAILED: 1}.get(verdict.state, 2)
+    return {HEALTHY: exitcodes.OK, FAILED: exitcodes.FAILED}.get(verdict.state, exitcodes.PENDING)

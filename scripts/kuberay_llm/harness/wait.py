@@ -2,8 +2,8 @@
 
 List, then watch from the list's resourceVersion, the RayService, the pods of its RayCluster (label
 `ray.io/cluster`; the cluster is `<rayservice>-<5 random chars>`) and the namespace's events; every change
-is assessed at once (no sleep-polling), grace periods let transient states resolve. Exit codes: 0 healthy,
-1 failed (cause printed), 2 timed out, 3 usage or connection error.
+is assessed at once (no sleep-polling), grace periods let transient states resolve. Exit codes
+(kuberay_llm/exitcodes.py): 0 healthy, 1 failed (cause printed), 2 usage, 3 cluster unreachable, 4 timed out.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from kuberay_llm import toolchain
-from kuberay_llm.errors import UserError
+from kuberay_llm.errors import ToolMissing, UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.serve_config import llm_configs_of, localize, serve_config_of
 from kuberay_llm.local.serve_status import wait_for_applications
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def require_stack() -> None:
     missing = [m for m in ("vllm", "torch", "transformers") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(f"the local CPU stack is not installed ({', '.join(missing)} missing): run `make setup-local`")
+        raise ToolMissing(f"the local CPU stack is not installed ({', '.join(missing)} missing): run `make setup-local`")
 
 
 def prepare(overlay: str, work_dir: Path) -> tuple[dict, list, list[str]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kuberay_llm.errors import UserError
+from kuberay_llm.harness.errors import Failed, TimedOut
 
 READY, WAITING, FAILED = "ready", "waiting", "failed"
 FAILED_APP_STATES = {"DEPLOY_FAILED", "UNHEALTHY"}
@@ -64,8 +65,8 @@ def wait_for_applications(fetch: Callable[[], dict], expected: list[str], *, tim
         if last.state == READY:
             return last
         if last.state == FAILED:
-            raise UserError(last.message)
+            raise Failed(last.message)
         if elapsed >= timeout_s:
-            raise UserError(f"not ready after {timeout_s:.0f}s: {last.message} "
+            raise TimedOut(f"not ready after {timeout_s:.0f}s: {last.message} "
                             "(raise KUBERAY_LLM_LOCAL_TIMEOUT to wait longer)")
         sleep(poll_s)
