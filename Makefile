@@ -17,7 +17,8 @@ KUBERAY_VERSION ?= v1.6.2
 KUBERNETES_VERSION ?= v1.36.3
 # github.com/prometheus-operator/prometheus-operator: the PodMonitor CRD of the monitoring component
 PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
-# github.com/argoproj/argo-cd/v3: the Argo CD CRDs (manifests/crds) argocd/*.yaml is validated against.
+# github.com/argoproj/argo-cd/v3: the Argo CD CRDs (manifests/crds) argocd/*.yaml is validated against, and the
+# argocd binary (hack/tools/argocd/go.mod pins the same version: `make argocd` fails when they differ).
 # v3.6.x needs go >= 1.27 to extract: bump with the Go toolchain.
 ARGOCD_VERSION ?= v3.5.7
 # github.com/norwoodj/helm-docs releases: generates the values table of charts/ray-llm/README.md
@@ -47,6 +48,10 @@ KUBERAY_OPERATOR ?= $(LOCALBIN)/ray-operator-$(KUBERAY_VERSION)
 ETCD_VERSION := $(shell awk '$$1 == "require" && $$2 == "go.etcd.io/etcd/server/v3" {print $$3}' hack/tools/etcd/go.mod)
 ETCD ?= $(LOCALBIN)/etcd-$(ETCD_VERSION)
 KUBE_APISERVER ?= $(LOCALBIN)/kube-apiserver-$(KUBERNETES_VERSION)
+ARGOCD ?= $(LOCALBIN)/argocd-$(ARGOCD_VERSION)
+# The Redis of Argo CD: miniredis at the version argo-cd/v3 pins (hack/tools/argocd/go.mod; read from there).
+MINIREDIS_VERSION := $(shell awk '$$1 == "github.com/alicebob/miniredis/v2" {print $$2}' hack/tools/argocd/go.mod)
+ARGOCD_REDIS ?= $(LOCALBIN)/redis-miniredis-$(MINIREDIS_VERSION)
 KUBE_CONTROLLER_MANAGER ?= $(LOCALBIN)/kube-controller-manager-$(KUBERNETES_VERSION)
 KUBE_SCHEDULER ?= $(LOCALBIN)/kube-scheduler-$(KUBERNETES_VERSION)
 KWOK ?= $(LOCALBIN)/kwok-$(KWOK_VERSION)
@@ -69,8 +74,11 @@ export KUBERAY_LLM_BIN := $(LOCALBIN)
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m [OVERLAY=small] [NAMESPACE=default]\n"} \
-	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } \
+	@awk -v pins='$(foreach v,$(sort $(filter %_VERSION,$(.VARIABLES))),$(v)=$($(v)))' \
+	  'BEGIN {FS = ":.*##"; n = split(pins, kv, " "); for (i = 1; i <= n; i++) { split(kv[i], p, "="); val["$$(" p[1] ")"] = p[2] }; \
+	    printf "Usage: make \033[36m<target>\033[0m [OVERLAY=small] [NAMESPACE=default]\n"} \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { text = $$2; for (k in val) { while ((i = index(text, k)) > 0) text = substr(text, 1, i - 1) val[k] substr(text, i + length(k)) }; \
+	    printf "  \033[36m%-18s\033[0m %s\n", $$1, text } \
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Setup
@@ -79,7 +87,7 @@ help: ## Show this help.
 setup: tools venv setup-local ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
 
 .PHONY: tools
-tools: kustomize helm kubeconform schemas helm-docs helm-unittest controlplane ## Build kustomize, helm, kubeconform, the local schemas and the local control plane into ./bin.
+tools: kustomize helm kubeconform schemas helm-docs helm-unittest controlplane argocd ## Build kustomize, helm, kubeconform, the local schemas, the local control plane and Argo CD into ./bin.
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create ./.venv with the kuberay-llm package and its pinned test dependencies.
@@ -180,32 +188,49 @@ $(KUBERAY_OPERATOR):
 	mkdir -p $(LOCALBIN)
 	cd "$$($(call go-mod-dir,github.com/ray-project/kuberay/ray-operator,$(KUBERAY_VERSION)))" && go build -o $@ .
 
+.PHONY: argocd
+argocd: $(ARGOCD) $(ARGOCD_REDIS) ## Build Argo CD $(ARGOCD_VERSION) (multi-call argocd binary) and its Redis (miniredis) from hack/tools/argocd (~12 min first time).
+$(ARGOCD): hack/tools/argocd/go.mod hack/tools/argocd/main.go
+	@pinned="$$(awk '$$1 == "github.com/argoproj/argo-cd/v3" {print $$2}' hack/tools/argocd/go.mod)"; \
+	  [ "$$pinned" = "$(ARGOCD_VERSION)" ] || { echo "hack/tools/argocd/go.mod requires argo-cd/v3 $$pinned but the Makefile pins ARGOCD_VERSION=$(ARGOCD_VERSION): bump both" >&2; exit 2; }
+	mkdir -p $(LOCALBIN)
+	cd hack/tools/argocd && go build -o $@ -ldflags "\
+	  -X github.com/argoproj/argo-cd/v3/common.version=$(ARGOCD_VERSION:v%=%) \
+	  -X github.com/argoproj/argo-cd/v3/common.gitTag=$(ARGOCD_VERSION)" .
+$(ARGOCD_REDIS): hack/tools/argocd/go.mod hack/tools/argocd/redis/main.go
+	mkdir -p $(LOCALBIN)
+	cd hack/tools/argocd && go build -o $@ ./redis
+
 ##@ Preflight (offline)
 
+# What the CLI's offline commands need: a fresh clone can run any target, each builds its own prerequisites.
+RENDER_DEPS := $(VENV_STAMP) $(KUSTOMIZE)
+PREFLIGHT_DEPS := $(RENDER_DEPS) $(KUBECONFORM) $(SCHEMAS_STAMP)
+
 .PHONY: render
-render: ## Print the rendered manifests of OVERLAY.
+render: $(RENDER_DEPS) ## Print the rendered manifests of OVERLAY.
 	$(CLI) render $(OVERLAY)
 
 .PHONY: validate
-validate: validate-chart validate-argocd ## Render and validate every overlay: schemas, Ray's own config models, cross-field rules.
+validate: $(PREFLIGHT_DEPS) validate-chart validate-argocd ## Render and validate every overlay: schemas, Ray's own config models, cross-field rules.
 	$(CLI) validate
 
 .PHONY: validate-chart
-validate-chart: ## Render every charts/ray-llm scenario (ci/*-values.yaml) and validate it as an overlay is validated.
+validate-chart: $(PREFLIGHT_DEPS) $(HELM) ## Render every charts/ray-llm scenario (ci/*-values.yaml) and validate it as an overlay is validated.
 	$(CLI) validate --chart $(CHART) $(addprefix --values ,$(sort $(wildcard $(CHART)/ci/*-values.yaml)))
 
 .PHONY: validate-argocd
-validate-argocd: ## Validate argocd/*.yaml against the pinned Argo CD CRDs and Kubernetes schemas.
+validate-argocd: $(PREFLIGHT_DEPS) ## Validate argocd/*.yaml against the pinned Argo CD CRDs and Kubernetes schemas.
 	$(CLI) validate $(or $(sort $(wildcard argocd/*.yaml)),$(error no argocd/*.yaml to validate))
 
 .PHONY: argocd-cm
-argocd-cm: ## Regenerate argocd/argocd-cm.yaml from the Lua health checks in argocd/health/.
+argocd-cm: $(VENV_STAMP) ## Regenerate argocd/argocd-cm.yaml from the Lua health checks in argocd/health/.
 	$(VENV)/bin/python argocd/health/render_argocd_cm.py
 
 ##@ Helm chart
 
 .PHONY: chart-lint
-chart-lint: ## helm lint --strict every charts/ray-llm scenario.
+chart-lint: $(HELM) ## helm lint --strict every charts/ray-llm scenario.
 	for values in $(sort $(wildcard $(CHART)/ci/*-values.yaml)); do $(HELM) lint --strict $(CHART) -f $$values; done
 
 .PHONY: chart-unittest
@@ -237,8 +262,12 @@ demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head
 ##@ Test
 
 .PHONY: test
-test: controlplane ## Run the test suite (no cluster needed: the controlplane tests start their own etcd + kube-apiserver).
+test: $(PREFLIGHT_DEPS) $(HELM) $(LOCAL_STAMP) controlplane argocd ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own).
 	$(PYTEST) -q
+
+.PHONY: test-fast
+test-fast: $(PREFLIGHT_DEPS) $(HELM) ## The edit loop (under a minute or two): no control plane, no Ray/vLLM runs.
+	$(PYTEST) -q -m "not controlplane and not slow" -p no:cacheprovider
 
 ##@ Cluster (current kube context)
 
@@ -248,7 +277,7 @@ E2E_WAIT_TIMEOUT ?= 45m
 RAYSERVICE_NAME = $(CLI) render $(OVERLAY) | $(VENV)/bin/python -c 'import sys, yaml; print(next(d["metadata"]["name"] for d in yaml.safe_load_all(sys.stdin) if d and d.get("kind") == "RayService"))'
 
 .PHONY: e2e
-e2e: ## Validate, apply, wait, smoke-test OVERLAY in NAMESPACE of the current kube context, then delete it (KEEP=1 keeps it).
+e2e: $(PREFLIGHT_DEPS) ## Validate, apply, wait, smoke-test OVERLAY in NAMESPACE of the current kube context, then delete it (KEEP=1 keeps it).
 	$(CLI) apply $(OVERLAY) -n $(NAMESPACE) --dry-run  # fails first, with the reason, without a reachable cluster
 	$(CLI) validate $(OVERLAY)
 	name="$$($(RAYSERVICE_NAME))"; status=0; \
@@ -260,13 +289,13 @@ e2e: ## Validate, apply, wait, smoke-test OVERLAY in NAMESPACE of the current ku
 	exit $$status
 
 .PHONY: deploy wait smoke diagnose
-deploy: ## Server-side apply OVERLAY to NAMESPACE of the current kube context.
+deploy: $(RENDER_DEPS) ## Server-side apply OVERLAY to NAMESPACE of the current kube context.
 	$(CLI) apply $(OVERLAY) -n $(NAMESPACE)
-wait: ## Wait until OVERLAY's RayService serves (fails fast with the cause).
+wait: $(RENDER_DEPS) ## Wait until OVERLAY's RayService serves (fails fast with the cause).
 	$(CLI) wait "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE) --timeout $(E2E_WAIT_TIMEOUT)
-smoke: ## Smoke-test OVERLAY's OpenAI API through a port-forward.
+smoke: $(RENDER_DEPS) ## Smoke-test OVERLAY's OpenAI API through a port-forward.
 	$(CLI) smoke "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE)
-diagnose: ## Status, events, pod states and last logs of OVERLAY's RayService.
+diagnose: $(RENDER_DEPS) ## Status, events, pod states and last logs of OVERLAY's RayService.
 	$(CLI) diagnose "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE)
 
 ##@ Benchmarks
@@ -283,7 +312,7 @@ bench-harness: controlplane ## On the local control plane: HEALTHY detection of 
 	$(VENV)/bin/python tests/controlplane/bench_harness.py
 
 .PHONY: bench-plan
-bench-plan: ## Compare the capacity planner with vLLM's published concurrency figures.
+bench-plan: $(VENV_STAMP) ## Compare the capacity planner with vLLM's published concurrency figures.
 	$(VENV)/bin/python -m kuberay_llm.plan.bench
 
 .PHONY: clean

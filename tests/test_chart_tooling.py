@@ -50,7 +50,7 @@ def helm_unittest(chart: Path) -> subprocess.CompletedProcess:
     helm = _tool("helm")
     plugins = helm.parent / "helm-plugins"
     if not any(plugins.glob("*/plugin.yaml")):
-        pytest.skip(f"{plugins} has no helm-unittest plugin: run `make helm-unittest`")
+        pytest.fail(f"{plugins} has no helm-unittest plugin: run `make helm-unittest`", pytrace=False)
     _tool("helm-unittest")
     env = {**os.environ, "HELM_PLUGINS": str(plugins)}
     return subprocess.run([str(helm), "unittest", "--strict", "--color=false", str(chart)], capture_output=True,

@@ -300,7 +300,10 @@ def test_serve_config_not_injected(capsys, overlay_copy):
 def test_llm_serving_args_fields_match_ray():
     from kuberay_llm.preflight import serve_config
 
-    pytest.importorskip("vllm", reason="Ray's LLMServingArgs imports vLLM (installed by make setup)")
+    try:
+        import vllm  # noqa: F401  Ray's LLMServingArgs imports vLLM
+    except ImportError:
+        pytest.fail("vLLM is not installed: run `make setup-local` (part of `make setup`)", pytrace=False)
     from ray.serve.llm import LLMServingArgs
 
     assert tuple(LLMServingArgs.model_fields) == serve_config.LLM_SERVING_ARGS_FIELDS
