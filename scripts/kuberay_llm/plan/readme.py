@@ -36,12 +36,14 @@ def _concurrency(entry) -> str:
 
 def tiers_table() -> str:
     """The Markdown table, one row per llm_config of every overlay."""
-    rows = ["| overlay | model | GPUs | nodes | predicted concurrency at max_model_len |",
-            "|---|---|---|---|---|"]
+    rows = ["| overlay | RayService | model (`model` in requests) | GPUs | nodes | predicted concurrency at max_model_len |",
+            "|---|---|---|---|---|---|"]
     for name in overlay_names():
         for entry in plan_overlay(name):
             nodes = entry.workers if entry.workers else 1
-            rows.append(f"| `{name}` | `{entry.model_source}` | {_gpus(entry)} | {nodes} | {_concurrency(entry)} |")
+            rayservice = entry.rayservice.removeprefix("RayService/")
+            rows.append(f"| `{name}` | `{rayservice}` | `{entry.model_source}` (`{entry.model_id}`) | {_gpus(entry)} "
+                        f"| {nodes} | {_concurrency(entry)} |")
     return "\n".join(rows) + "\n"
 
 

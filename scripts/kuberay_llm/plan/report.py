@@ -22,6 +22,7 @@ class OverlayPlan:
     not_planned: str = ""
     gpus_per_worker: int = 0
     workers: int = 0
+    model_id: str = ""  # the name clients send in requests
 
 
 def plan_overlay(name: str, gpu_override: Gpu | None = None) -> list[OverlayPlan]:
@@ -38,6 +39,7 @@ def plan_overlay(name: str, gpu_override: Gpu | None = None) -> list[OverlayPlan
         for config in configs:
             loading = config.get("model_loading_config") or {}
             entry = OverlayPlan(rendered.source, service_name, str(loading.get("model_source") or loading.get("model_id")), "")
+            entry.model_id = str(loading.get("model_id") or "")
             shape = gpu_shape(service, config)
             entry.gpu_how, entry.gpus_per_worker, entry.workers = shape.how, shape.gpus_per_worker, shape.workers
             gpu = gpu_override or shape.gpu
