@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def kuberay_version() -> str:
     from kuberay_llm import toolchain
-    return toolchain.pins().get("KUBERAY_VERSION", "v1.6.2").lstrip("v")
+    return toolchain.pins()["KUBERAY_VERSION"].lstrip("v")
 
 
 def _stripped(obj: dict) -> dict:
