@@ -89,7 +89,21 @@ def test_verdict_ready_only_when_running_and_every_deployment_healthy():
     waiting = verdict({"llm_app": app("DEPLOYING", OpenAiIngress="HEALTHY", LLMServer="UPDATING")}, ["llm_app"])
     assert waiting == Verdict(WAITING, "llm_app: DEPLOYING (LLMServer=UPDATING)")
     assert verdict({}, ["llm_app"]).message == "llm_app: not created yet"
-    assert verdict({"llm_app": app(LLMServer="UNHEALTHY")}, ["llm_app"]).state == FAILED
+
+
+def test_unhealthy_fails_only_after_the_same_grace_as_wait(monkeypatch):
+    """One rule set with `kuberay-llm wait` (harness/health.py): Serve restarts an unhealthy replica, so
+    UNHEALTHY is a failure only once it lasts KUBERAY_LLM_UNHEALTHY_GRACE."""
+    from kuberay_llm.harness.health import Assessor
+
+    monkeypatch.setenv("KUBERAY_LLM_UNHEALTHY_GRACE", "30s")
+    now = [0.0]
+    assessor = Assessor(clock=lambda: now[0])
+    unhealthy = {"llm_app": app(LLMServer="UNHEALTHY")}
+    assert verdict(unhealthy, ["llm_app"], assessor).state == WAITING
+    now[0] = 31.0
+    failed = verdict(unhealthy, ["llm_app"], assessor)
+    assert failed.state == FAILED and failed.message.startswith("application llm_app UNHEALTHY for 30s: LLMServer")
 
 
 def test_verdict_reads_rayservice_status_spelling_too():

@@ -90,7 +90,24 @@ class Assessor:
                 involved = (event.get("involvedObject") or {}).get("name")
                 return Verdict(FAILED, f"KubeRay cannot create the pods of RayCluster {involved}: {message}")
 
-        apps = _applications(status)
+        verdict = self.assess_applications(_applications(status))
+        if verdict:
+            return verdict
+
+        pod_verdict = self._assess_pods(seen)
+        if pod_verdict:
+            return pod_verdict
+
+        progress = progress_line(seen)
+        if rs is not None and is_healthy(rs):
+            return Verdict(HEALTHY, progress)
+        return Verdict(WAITING, progress)
+
+    def assess_applications(self, apps: list[tuple[str, str, dict]]) -> Verdict | None:
+        """The failure verdict of Serve applications, or None while none has failed. One rule set for a
+        RayService's applicationStatuses (`wait`, `status`, `diagnose`) and Serve's own REST API (`local`):
+        DEPLOY_FAILED at once, a gated Hugging Face model at once, UNHEALTHY only after its grace (Serve
+        restarts a replica that fails a health check, and that can resolve by itself)."""
         for where, app, app_status in apps:
             messages = [app_status.get("message") or ""] + [
                 d.get("message") or "" for d in (app_status.get("serveDeploymentStatuses") or {}).values()]
@@ -99,7 +116,7 @@ class Assessor:
                     return Verdict(FAILED, f"application {app} cannot download its model from Hugging Face "
                                            f"({_last_line(_hf_auth_line(message))}): the model is gated or the token "
                                            "is missing/invalid; add components/hf-token to the overlay, create the "
-                                           "Secret (kubectl create secret generic hf-token --from-literal=hf_token=<token>) "
+                                           "Secret hf-token (README, Gated models: the token from stdin) "
                                            "and accept the model's license on huggingface.co",
                                    _indent(message))
             state = app_status.get("status")
@@ -114,14 +131,7 @@ class Assessor:
                     return Verdict(FAILED, f"application {app}{where} UNHEALTHY for {settings.unhealthy_grace():.0f}s: "
                                            f"{cause}", _indent(app_status.get("message")))
 
-        pod_verdict = self._assess_pods(seen)
-        if pod_verdict:
-            return pod_verdict
-
-        progress = progress_line(seen)
-        if rs is not None and is_healthy(rs):
-            return Verdict(HEALTHY, progress)
-        return Verdict(WAITING, progress)
+        return None
 
     def _assess_pods(self, seen: Observed) -> Verdict | None:
         groups: dict[str, list[dict]] = {}
@@ -186,13 +196,18 @@ def is_healthy(rs: dict) -> bool:
         return False
     if status.get("observedGeneration") != rs["metadata"].get("generation"):
         return False
-    apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    return applications_healthy((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {})
+
+
+def applications_healthy(apps: dict) -> bool:
+    """Serve's own readiness: at least one application, each RUNNING, each of its deployments HEALTHY."""
     if not apps:
         return False
     for app in apps.values():
         if app.get("status") != "RUNNING":
             return False
-        if any(d.get("status") != "HEALTHY" for d in (app.get("serveDeploymentStatuses") or {}).values()):
+        deployments = app.get("serveDeploymentStatuses") or {}
+        if not deployments or any(d.get("status") != "HEALTHY" for d in deployments.values()):
             return False
     return True
 

@@ -12,7 +12,7 @@ from kuberay_llm import exitcodes
 
 from kuberay_llm.harness.errors import ConnectionFailed, Failed
 from kuberay_llm.harness.health import FAILED, HEALTHY, Assessor, Observed, Verdict, pod_state
-from kuberay_llm.harness.kube import EVENT, POD, RAYSERVICE, ApiError, Kube, Unreachable, forbidden_message
+from kuberay_llm.harness.kube import ApiError, Kube, Unreachable, forbidden_message
 from kuberay_llm.harness.wait import Waiter, cluster_names
 
 
@@ -24,19 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def observe(kube: Kube, name: str, *, with_logs: bool = False) -> Observed:
     """One consistent-enough look at the RayService, its cluster's pods and their events."""
     try:
-        rayservice = kube.get(RAYSERVICE.path(kube.namespace, name))
-        if rayservice is None:
-            raise Failed(f"RayService {kube.namespace}/{name} not found")
-        waiter = Waiter(kube, name, timeout=0)
-        waiter.rayservice = rayservice
-        pods = kube.request("GET", POD.path(kube.namespace), query=[("labelSelector", "ray.io/cluster")])["items"]
-        waiter.pods = {p["metadata"]["name"]: p for p in pods if waiter._ours(waiter._pod_cluster(p))}
-        events = kube.request("GET", EVENT.path(kube.namespace))["items"]
-        relevant = [e for e in events if waiter._event_relevant(e)]
-        relevant.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-        if with_logs:
-            waiter._fetch_crash_logs()
-        return Observed(rayservice, waiter.pods, relevant, waiter.logs)
+        return Waiter(kube, name, timeout=0).snapshot(with_logs=with_logs)
     except ApiError as err:
         if err.status in (401, 403):
             raise ConnectionFailed(forbidden_message(err)) from None

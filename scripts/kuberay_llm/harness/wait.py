@@ -159,11 +159,29 @@ class Waiter:
             self.stop.set()
             self.progress.done()
 
+    def observed(self) -> Observed:
+        """What is known now: the RayService, the pods of its clusters, their events (oldest first), logs."""
+        events = [e for e in self.cluster_events.values() if self._event_relevant(e)]
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return Observed(self.rayservice, {n: p for n, p in self.pods.items() if self._ours(self._pod_cluster(p))},
+                        events, self.logs)
+
+    def snapshot(self, *, with_logs: bool = True) -> Observed:
+        """One look without a watch (`status`, `diagnose`): list the RayService, the pods and the events."""
+        self.rayservice = self.kube.get(RAYSERVICE.path(self.namespace, self.name))
+        if self.rayservice is None:
+            raise Failed(f"RayService {self.namespace}/{self.name} not found")
+        pods = self.kube.request("GET", POD.path(self.namespace), query=[("labelSelector", "ray.io/cluster")])["items"]
+        self.pods = {p["metadata"]["name"]: p for p in pods}
+        for event in self.kube.request("GET", EVENT.path(self.namespace))["items"]:
+            self.cluster_events[event["metadata"].get("uid") or event["metadata"]["name"]] = event
+        if with_logs:
+            self._fetch_crash_logs()
+        return self.observed()
+
     def _assess(self) -> Verdict:
         self._fetch_crash_logs()
-        seen = Observed(self.rayservice, {n: p for n, p in self.pods.items() if self._ours(self._pod_cluster(p))},
-                        [e for e in self.cluster_events.values() if self._event_relevant(e)], self.logs)
-        verdict = self.assessor.assess(seen)
+        verdict = self.assessor.assess(self.observed())
         if self.disconnected_since is not None and verdict.state == "waiting":
             verdict.summary = "API server unreachable, reconnecting | " + verdict.summary
         return verdict

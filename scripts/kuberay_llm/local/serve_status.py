@@ -12,12 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from kuberay_llm.errors import UserError
 from kuberay_llm.harness.errors import Failed, TimedOut
+from kuberay_llm.harness.health import Assessor, applications_healthy
 
 READY, WAITING, FAILED = "ready", "waiting", "failed"
-FAILED_APP_STATES = {"DEPLOY_FAILED", "UNHEALTHY"}
-FAILED_DEPLOYMENT_STATES = {"UNHEALTHY", "DEPLOY_FAILED"}
 
 
 @dataclass(frozen=True)
@@ -26,25 +24,31 @@ class Verdict:
     message: str  # one line: what is still pending, or Ray's own error text
 
 
-def verdict(applications: dict, expected: list[str]) -> Verdict:
-    """READY when every expected application is RUNNING with all deployments HEALTHY; FAILED on a terminal state."""
+def as_rayservice_statuses(applications: dict) -> dict:
+    """Serve's REST shape (`deployments`) in KubeRay's spelling (`serveDeploymentStatuses`), which the
+    shared rules read."""
+    return {name: {**app, "serveDeploymentStatuses": app.get("serveDeploymentStatuses") or app.get("deployments") or {}}
+            for name, app in applications.items()}
+
+
+def verdict(applications: dict, expected: list[str], assessor: Assessor | None = None) -> Verdict:
+    """READY when every expected application is RUNNING with all deployments HEALTHY; FAILED by the same rules
+    as `kuberay-llm wait` (harness/health.py: DEPLOY_FAILED at once, UNHEALTHY after its grace)."""
+    apps = as_rayservice_statuses(applications)
+    failed = (assessor or Assessor()).assess_applications([("", n, apps[n]) for n in expected if n in apps])
+    if failed:
+        text = failed.summary.replace(" DEPLOY_FAILED: ", " is DEPLOY_FAILED: ", 1)
+        return Verdict(FAILED, "\n".join([text, *failed.details]))
     pending = []
     for name in expected:
-        app = applications.get(name)
+        app = apps.get(name)
         if not app:
             pending.append(f"{name}: not created yet")
             continue
-        status = app.get("status", "?")
-        deployments = app.get("deployments") or app.get("serveDeploymentStatuses") or {}
-        if status in FAILED_APP_STATES:
-            return Verdict(FAILED, f"application {name} is {status}: {(app.get('message') or '').strip()}")
-        for dep_name, dep in deployments.items():
-            if dep.get("status") in FAILED_DEPLOYMENT_STATES:
-                return Verdict(FAILED, f"deployment {name}/{dep_name} is {dep['status']}: "
-                                       f"{(dep.get('message') or '').strip()}")
-        unhealthy = [f"{d}={v.get('status')}" for d, v in deployments.items() if v.get("status") != "HEALTHY"]
-        if status != "RUNNING" or unhealthy or not deployments:
-            pending.append(f"{name}: {status}" + (f" ({', '.join(unhealthy)})" if unhealthy else ""))
+        deployments = app["serveDeploymentStatuses"]
+        if not applications_healthy({name: app}):
+            unhealthy = [f"{d}={v.get('status')}" for d, v in deployments.items() if v.get("status") != "HEALTHY"]
+            pending.append(f"{name}: {app.get('status', '?')}" + (f" ({', '.join(unhealthy)})" if unhealthy else ""))
     if pending:
         return Verdict(WAITING, "; ".join(pending))
     return Verdict(READY, ", ".join(f"{n}: RUNNING" for n in expected))
@@ -54,11 +58,12 @@ def wait_for_applications(fetch: Callable[[], dict], expected: list[str], *, tim
                           poll_s: float = 2.0, on_progress: Callable[[float, Verdict], None] | None = None,
                           clock: Callable[[], float] = time.monotonic,
                           sleep: Callable[[float], None] = time.sleep) -> Verdict:
-    """Poll `fetch()` (the `applications` mapping) until READY; raise UserError on FAILED or at the deadline."""
+    """Poll `fetch()` (the `applications` mapping) until READY; raise Failed on FAILED, TimedOut at the deadline."""
     start = clock()
     last = Verdict(WAITING, "no status read yet")
+    assessor = Assessor(clock=clock)  # remembers since when an application is UNHEALTHY (its grace)
     while True:
-        last = verdict(fetch(), expected)
+        last = verdict(fetch(), expected, assessor)
         elapsed = clock() - start
         if on_progress:
             on_progress(elapsed, last)
