@@ -293,7 +293,7 @@ def test_serve_config_not_injected(capsys, overlay_copy):
         "components:\n  []", "components: []"))
     code, out = validate(capsys, small)
     assert code == 1
-    assert ("RayService/llama-8b: spec.serveConfigV2: has no `applications:` list; fix: author the serve config as "
+    assert ("RayService/llama-8b: spec.serveConfigV2: has no `applications:` list (it is str, not a mapping); fix: author the serve config as "
             "serve-config.yaml") in out
 
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from kuberay_llm.errors import UserError
 from kuberay_llm.plan.accounting import GiB, Plan, plan
 from kuberay_llm.plan.catalog import Gpu
-from kuberay_llm.plan.overlay import gpu_shape, llm_configs, rayservices
-from kuberay_llm.plan.preflight import plan_input
+from kuberay_llm.plan.overlay import gpu_shape, llm_configs, plan_input, rayservices
 from kuberay_llm.render import render_overlay
 
 

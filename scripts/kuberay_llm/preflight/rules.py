@@ -1,13 +1,17 @@
 """Check 4: cross-field rules that a GPU cluster would otherwise reveal an hour and a bill later.
 
-Each rule is a function `(source, rs, ctx) -> list[Finding]` registered in RULES; tests/test_preflight_rules.py
-has a broken copy of a real overlay for each one.
+Each rule is a function `(source, rs, ctx) -> list[Finding]` registered in RULES with what it reads: the
+cluster side of the RayService (CLUSTER), its serve config (SERVE) or both. `check` runs a rule only when
+every part it reads passed the checks before it (the strict schema for the cluster, Ray's schema classes and
+the typed serve-config model for the serve config): no rule ever reasons on a value of the wrong type.
+tests/test_preflight*.py has a broken copy of a real overlay for each rule.
 """
 
 from __future__ import annotations
 
 import re
 
+from kuberay_llm.preflight import capacity, kuberay_rules, model_facts, pod_rules
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.images import parse as parse_image
 from kuberay_llm.preflight.images import ray_containers, rule_ray_images
@@ -83,10 +87,7 @@ def rule_serve_replicas_fit(source, rs, ctx) -> list[Finding]:
     out = []
     total = rs.total_gpus
     for e in _gpu_entries(rs):
-        auto = ((e.config.get("deployment_config") or {}).get("autoscaling_config") or {})
-        replicas = auto.get("max_replicas") or (e.config.get("deployment_config") or {}).get("num_replicas") or 1
-        if not isinstance(replicas, int):  # num_replicas: "auto" is Serve's own default range
-            continue
+        replicas = e.max_replicas or 1  # None: num_replicas "auto" or unset, Serve's own default range
         need = replicas * e.tp * e.pp
         if need > total and e.tp * e.pp <= total:
             out.append(Finding(ERROR, source, f"RayService/{rs.name}",
@@ -103,7 +104,7 @@ def rule_accelerator_schedulable(source, rs, ctx) -> list[Finding]:
     out = []
     obj = f"RayService/{rs.name}"
     for e in _gpu_entries(rs):
-        wanted = e.config.get("accelerator_type")
+        wanted = e.accelerator_type
         if not wanted:
             continue
         field = f"{e.path}.accelerator_type={wanted}"
@@ -134,8 +135,7 @@ def rule_ray_versions_agree(source, rs, ctx) -> list[Finding]:
     """Every Ray image tag = spec.rayClusterConfig.rayVersion = the Ray the CLI pins."""
     out = []
     obj = f"RayService/{rs.name}"
-    cluster = rs.obj.get("spec", {}).get("rayClusterConfig", {})
-    ray_version = str(cluster.get("rayVersion", ""))
+    ray_version = str(rs.cluster.get("rayVersion", ""))
     pinned = ctx.get("pinned_ray")
     if pinned and ray_version != pinned:
         out.append(Finding(ERROR, source, obj, f"spec.rayClusterConfig.rayVersion={ray_version}",
@@ -157,8 +157,7 @@ def rule_head_schedules_no_gpu_work(source, rs, ctx) -> list[Finding]:
     """With GPU workers, the head advertises 0 GPUs so no replica lands on it."""
     if not rs.gpu_workers:
         return []
-    head = rs.obj.get("spec", {}).get("rayClusterConfig", {}).get("headGroupSpec") or {}
-    value = str((head.get("rayStartParams") or {}).get("num-gpus", ""))
+    value = str((rs.head.ray_start_params if rs.head else {}).get("num-gpus", ""))
     if value == "0":
         return []
     return [Finding(ERROR, source, f"RayService/{rs.name}",
@@ -187,9 +186,8 @@ def rule_no_secret_literals(source, rs, ctx) -> list[Finding]:
         if SECRET_ENV_NAME.search(env["name"]) and "value" in env and str(env["value"]).strip():
             out.append(Finding(ERROR, source, obj, f"{path}.value", f"{env['name']} is a literal in the manifest", fix))
     for e in rs.llm_entries:
-        env_vars = ((e.config.get("runtime_env") or {}).get("env_vars") or {})
-        for name, value in env_vars.items():
-            if SECRET_ENV_NAME.search(name) and value not in (None, ""):
+        for name, value in e.env_vars.items():
+            if SECRET_ENV_NAME.search(str(name)) and value not in (None, ""):
                 out.append(Finding(ERROR, source, obj, f"{e.path}.runtime_env.env_vars.{name}",
                                    "a secret literal in the serve config", fix))
     text = str(rs.obj)
@@ -204,7 +202,7 @@ def rule_max_model_len_set(source, rs, ctx) -> list[Finding]:
                     "is not set: vLLM then reserves the model's whole context window per request and fails "
                     "to start when the KV cache cannot hold one",
                     "set max_model_len to the longest prompt + completion you serve (see `kuberay-llm plan`)")
-            for e in rs.llm_entries if "max_model_len" not in e.engine]
+            for e in rs.llm_entries if e.engine.get("max_model_len") is None]
 
 
 def rule_placement_fits_strategy(source, rs, ctx) -> list[Finding]:
@@ -212,7 +210,7 @@ def rule_placement_fits_strategy(source, rs, ctx) -> list[Finding]:
     out = []
     max_per_pod = rs.max_gpus_per_pod
     for e in _gpu_entries(rs):
-        strategy = (e.config.get("placement_group_config") or {}).get("strategy")
+        strategy = e.placement_strategy
         if strategy == "STRICT_PACK" and e.tp * e.pp > max_per_pod:
             out.append(Finding(ERROR, source, f"RayService/{rs.name}",
                                f"{e.path}.placement_group_config.strategy=STRICT_PACK",
@@ -232,35 +230,28 @@ def rule_engine_metrics_when_monitored(source, rs, ctx) -> list[Finding]:
             for e in rs.llm_entries if e.config.get("log_engine_metrics") is False]
 
 
-def rule_capacity(source, rs, ctx) -> list[Finding]:
-    """Weights fit and the KV cache holds max_num_seqs requests (kuberay_llm.plan, vLLM's accounting)."""
-    from kuberay_llm.plan.preflight import check_capacity
-
-    out = []
-    for index, e in enumerate(rs.llm_entries):
-        if e.on_cpu:
-            continue
-        out += check_capacity(source, rs.obj, e.config, index=index)
-    return out
-
-
-RULES = [
-    rule_parallelism_fits,
-    rule_serve_replicas_fit,
-    rule_accelerator_schedulable,
-    rule_ray_versions_agree,
-    rule_ray_images,
-    rule_head_schedules_no_gpu_work,
-    rule_no_secret_literals,
-    rule_max_model_len_set,
-    rule_placement_fits_strategy,
-    rule_engine_metrics_when_monitored,
-    rule_capacity,
+CLUSTER, SERVE = "cluster", "serve"
+RULES: list[tuple[object, tuple[str, ...]]] = [
+    (rule_parallelism_fits, (CLUSTER, SERVE)),
+    (rule_serve_replicas_fit, (CLUSTER, SERVE)),
+    (rule_accelerator_schedulable, (CLUSTER, SERVE)),
+    (rule_ray_versions_agree, (CLUSTER,)),
+    (rule_ray_images, (CLUSTER, SERVE)),
+    (rule_head_schedules_no_gpu_work, (CLUSTER,)),
+    (rule_no_secret_literals, (CLUSTER, SERVE)),
+    (rule_max_model_len_set, (SERVE,)),
+    (rule_placement_fits_strategy, (CLUSTER, SERVE)),
+    (rule_engine_metrics_when_monitored, (SERVE,)),
+    *((rule, (CLUSTER,)) for rule in kuberay_rules.RULES + pod_rules.RULES),
+    *((rule, (CLUSTER, SERVE)) for rule in model_facts.RULES + capacity.RULES),
 ]
 
 
-def check(source: str, rs: RayServiceFacts, ctx: dict) -> list[Finding]:
+def check(source: str, rs: RayServiceFacts, ctx: dict, passed: set[str]) -> list[Finding]:
+    """The rules whose inputs are all in `passed` (CLUSTER: the schema accepted the object; SERVE: the serve
+    config passed Ray's schema classes and the typed model)."""
     findings = []
-    for rule in RULES:
-        findings += rule(source, rs, ctx)
+    for rule, reads in RULES:
+        if set(reads) <= passed:
+            findings += rule(source, rs, ctx)
     return findings
