@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kuberay_llm import serveconfig
+
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "ray-llm"
 TIERS = ["small", "medium", "large", "gke-a3-deepseek", "local-cpu"]
@@ -46,7 +48,7 @@ def comparable_rayservice(objects: list[dict]) -> dict:
     services = [o for o in objects if o.get("kind") == "RayService"]
     assert len(services) == 1, f"expected one RayService, got {len(services)}"
     svc = yaml.safe_load(yaml.safe_dump(services[0]))  # deep copy
-    svc["spec"]["serveConfigV2"] = yaml.safe_load(svc["spec"]["serveConfigV2"])
+    svc["spec"]["serveConfigV2"] = serveconfig.of_rayservice(svc).data  # the one serve-config parser
     labels = svc["metadata"].pop("labels", {}) or {}
     leftover = {k: v for k, v in labels.items()
                 if not (k == "helm.sh/chart" or k.startswith("app.kubernetes.io/"))}

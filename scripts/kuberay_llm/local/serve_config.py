@@ -11,8 +11,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
+from kuberay_llm import serveconfig
 from kuberay_llm.errors import UserError
 from kuberay_llm.render import Rendered
 
@@ -54,23 +53,17 @@ def serve_config_of(rendered: Rendered) -> tuple[str, dict]:
     if len(services) != 1:
         raise UserError(f"{rendered.source}: expected one RayService, found {len(services)}")
     service = services[0]
-    name = service.get("metadata", {}).get("name", "?")
-    text = (service.get("spec") or {}).get("serveConfigV2")
-    if not isinstance(text, str) or not text.strip():
-        raise UserError(f"{rendered.source}: RayService/{name} has no spec.serveConfigV2")
+    name = (service.get("metadata") or {}).get("name", "?")
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UserError(f"{rendered.source}: RayService/{name} serveConfigV2 is not valid YAML: {exc}") from None
-    if not isinstance(config, dict) or not isinstance(config.get("applications"), list):
-        raise UserError(f"{rendered.source}: RayService/{name} serveConfigV2 has no applications list")
-    return name, config
+        config = serveconfig.of_rayservice(service)
+    except serveconfig.ServeConfigError as err:
+        raise UserError(f"{rendered.source}: RayService/{name} {err.field}: {err}") from None
+    return name, config.data
 
 
 def llm_configs_of(app: dict) -> list[dict]:
-    args = app.get("args") or {}
-    configs = args.get("llm_configs") or []
-    if not all(isinstance(c, dict) for c in configs):
+    configs = (app.get("args") or {}).get("llm_configs") or []
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
         raise UserError(f"application {app.get('name')}: llm_configs must be inline mappings to run locally")
     return configs
 
