@@ -38,6 +38,30 @@ class Quantization:
     method: str          # fp8-block | mxfp4
     block_elements: int  # elements sharing one scale
     applies_to: str      # linear (every projection) | experts (MoE experts only)
+    quant_method: str = ""  # config.json quantization_config.quant_method: vLLM's method name (fp8, mxfp4)
+
+
+@dataclass(frozen=True)
+class Vision:
+    """A Qwen2.5-VL style vision tower (config.json vision_config): patch embedding, `depth` blocks of
+    attention + gated MLP with biases, and a patch merger MLP into the language model's hidden size."""
+
+    depth: int
+    hidden_size: int
+    intermediate_size: int
+    out_hidden_size: int
+    patch_size: int
+    temporal_patch_size: int
+    spatial_merge_size: int
+    in_channels: int = 3
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """How vLLM separates the model's thinking from its answer."""
+
+    parser: str          # the vLLM reasoning parser for this model family (engine_kwargs.reasoning_parser)
+    switch: str = ""     # chat_template_kwargs key that turns thinking on and off per request (hybrid models)
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,10 @@ class Model:
     mla: Mla | None = None
     moe: Moe | None = None
     quantization: Quantization | None = None
+    qk_norm: bool = False         # RMSNorm over head_dim on q and k in every layer (Qwen3)
+    mtp_layers: int = 0           # num_nextn_predict_layers: in the checkpoint, loaded only for speculative decoding
+    vision: Vision | None = None  # multimodal: the image encoder (None: text only)
+    reasoning: Reasoning | None = None
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -79,9 +107,12 @@ def _load(name: str) -> dict:
 def _model(name: str, raw: dict) -> Model:
     raw = dict(raw)
     mla, moe, quant = raw.pop("mla", None), raw.pop("moe", None), raw.pop("quantization", None)
+    vision, reasoning = raw.pop("vision", None), raw.pop("reasoning", None)
     return Model(name=name, aliases=tuple(raw.pop("aliases", ())),
                  mla=Mla(**mla) if mla else None, moe=Moe(**moe) if moe else None,
-                 quantization=Quantization(**quant) if quant else None, **raw)
+                 quantization=Quantization(**quant) if quant else None,
+                 vision=Vision(**vision) if vision else None, reasoning=Reasoning(**reasoning) if reasoning else None,
+                 **raw)
 
 
 @functools.cache

@@ -75,6 +75,8 @@ def layer_params(model: Model, layer: int, tp: int) -> _Bytes:
             out.add(heads * d + 2 * kv_heads * d, False)
         if model.attention_bias == "all":
             out.add(h + heads, False)  # o_proj bias (replicated) and one attention sink per head
+        if model.qk_norm:
+            out.add(2 * d, False)  # q_norm and k_norm over head_dim, replicated
     moe = model.moe
     if moe and layer >= moe.first_dense_layers:
         per_expert = 3 * h * moe.intermediate_size / tp
@@ -103,6 +105,7 @@ def stage_weight_bytes(model: Model, tp: int, pp: int) -> list[float]:
         first, last = stage == 0, stage == pp - 1
         if first:
             total.add(vocab_shard, False)  # embed_tokens
+            total.add(vision_params(model, tp), False)  # the image encoder runs before the first layer
         if last:
             total.add(model.hidden_size, False)  # final norm
             if not model.tie_word_embeddings or not first:
@@ -121,4 +124,22 @@ def total_parameters(model: Model) -> int:
             m = model.mla
             total -= m.kv_lora_rank * model.attention_heads * (m.qk_nope_head_dim + m.v_head_dim)
     embeddings = 1 if model.tie_word_embeddings else 2
-    return round(total + embeddings * model.vocab_size * model.hidden_size + model.hidden_size)
+    return round(total + embeddings * model.vocab_size * model.hidden_size + model.hidden_size
+                 + vision_params(model, 1))
+
+
+def vision_params(model: Model, tp: int) -> float:
+    """Parameters of the vision tower on one TP rank (0 for a text-only model). vLLM shards its attention,
+    MLP and merger projections like the language model's (mm_encoder_tp_mode "weights", the default:
+    vllm/model_executor/models/qwen2_5_vl.py QKVParallelLinear, MergedColumnParallelLinear, RowParallelLinear;
+    row-parallel biases stay whole) and replicates the patch embedding and the norms."""
+    v = model.vision
+    if v is None:
+        return 0.0
+    h, inter, merged = v.hidden_size, v.intermediate_size, v.hidden_size * v.spatial_merge_size ** 2
+    patch_embed = v.in_channels * v.temporal_patch_size * v.patch_size ** 2 * h  # Conv3d, no bias
+    block = (2 * h                                 # norm1, norm2
+             + (3 * h * h + 3 * h) / tp + h * h / tp + h  # qkv (+bias), proj (+bias)
+             + (2 * h * inter + 2 * inter) / tp + inter * h / tp + h)  # gate_up (+bias), down (+bias)
+    merger = h + (merged * merged + merged) / tp + merged * v.out_hidden_size / tp + v.out_hidden_size
+    return patch_embed + v.depth * block + merger
