@@ -64,6 +64,15 @@ def parse_objects(text: str, source: str) -> list[dict]:
     return objects
 
 
+def decode(data: bytes, source: str) -> str:
+    """Manifest bytes as text: UTF-8 (YAML's encoding for Kubernetes), or a UserError saying where it is not."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{source}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); save the "
+                        "manifest as UTF-8") from None
+
+
 def render_overlay(name_or_path: str) -> Rendered:
     overlay = resolve_overlay(name_or_path)
     source = display_name(overlay)
@@ -74,11 +83,15 @@ def render_overlay(name_or_path: str) -> Rendered:
 def load_source(arg: str) -> Rendered:
     """An overlay directory, a manifest file, or `-` for stdin."""
     if arg == "-":
-        text = sys.stdin.read()
+        text = decode(sys.stdin.buffer.read(), "-")
         return Rendered(source="-", objects=parse_objects(text, "-"), text=text, image_setting="the image field")
     path = Path(arg)
     if path.is_file():
-        text = path.read_text()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{display_name(path)}: cannot read: {exc.strerror}") from None
+        text = decode(data, display_name(path))
         return Rendered(source=display_name(path), objects=parse_objects(text, display_name(path)), text=text,
                         image_setting="the image field")
     return render_overlay(arg)

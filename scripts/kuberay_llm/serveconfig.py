@@ -100,9 +100,17 @@ class LLMEntry:
 
     app: str  # application name
     app_index: int
-    index: int  # position in llm_configs
-    path: str  # `serveConfigV2 llm_configs[0]` or `serveConfigV2 applications[1].args.llm_configs[0]`
+    index: int  # position among the application's LLMConfigs
+    # `serveConfigV2 llm_configs[0]`, `serveConfigV2 applications[1].args.llm_configs[0]`, `serveConfigV2
+    # prefill_config` (build_pd_openai_app), `serveConfigV2 llm_config` (build_dp_openai_app)
+    path: str
     config: dict  # the mapping as written
+    key: str = "llm_configs"  # the args key it came from (BUILDER_LLM_ARGS)
+
+    @property
+    def role(self) -> str | None:
+        """"prefill" or "decode" for build_pd_openai_app's two configs, else None."""
+        return self.key.removesuffix("_config") if self.key in ("prefill_config", "decode_config") else None
 
     @property
     def loading(self) -> dict:
@@ -255,22 +263,42 @@ class ServeConfig:
         return out
 
 
+# Where each Ray Serve LLM builder takes its LLMConfigs in `args` (Ray 2.60: LLMServingArgs, DPOpenAiServingArgs,
+# PDServingArgs; preflight/serve_config.py reads their other fields from Ray's source). Any other application whose
+# args have an `llm_configs` list (a custom builder around build_openai_app) is read like build_openai_app.
+BUILDER_LLM_ARGS = {
+    "ray.serve.llm:build_openai_app": ("llm_configs",),
+    "ray.serve.llm:build_dp_openai_app": ("llm_config",),
+    "ray.serve.llm:build_pd_openai_app": ("prefill_config", "decode_config"),
+}
+LIST_ARG = "llm_configs"
+
+
+def llm_arg_names(import_path: str | None) -> tuple[str, ...]:
+    return BUILDER_LLM_ARGS.get(import_path or "", (LIST_ARG,))
+
+
 def _llm_entries(app: Application, single: bool) -> Application:
     args = app.args
-    if "llm_configs" not in args:
-        return app
-    configs = args["llm_configs"]
-    where = f"{app.args_path}.llm_configs"
-    if not isinstance(configs, list):
-        return Application(app.index, app.raw, app.path, app.args_path,
-                           args_problems=((where, f"is {type(configs).__name__}, not a list of llm_configs"),))
     entries, problems = [], []
     prefix = f"{ROOT} " if single else f"{app.args_path}."
-    for i, cfg in enumerate(configs):
-        if isinstance(cfg, dict):
-            entries.append(LLMEntry(app.name, app.index, i, f"{prefix}llm_configs[{i}]", cfg))
-        elif not isinstance(cfg, str):  # a str is a path to an LLMConfig file inside the image
-            problems.append((f"{where}[{i}]", f"is {type(cfg).__name__}, not an llm_config mapping"))
+    for key in llm_arg_names(app.import_path):
+        if key not in args:
+            continue
+        value = args[key]
+        where = f"{app.args_path}.{key}"
+        if key == LIST_ARG:
+            if not isinstance(value, list):
+                problems.append((where, f"is {type(value).__name__}, not a list of llm_configs"))
+                continue
+            items = [(f"{prefix}{key}[{i}]", f"{where}[{i}]", cfg) for i, cfg in enumerate(value)]
+        else:
+            items = [(f"{prefix}{key}", where, value)]
+        for path, raw_where, cfg in items:
+            if isinstance(cfg, dict):
+                entries.append(LLMEntry(app.name, app.index, len(entries), path, cfg, key))
+            elif not isinstance(cfg, str):  # a str is a path to an LLMConfig file inside the image
+                problems.append((raw_where, f"is {type(cfg).__name__}, not an llm_config mapping"))
     return Application(app.index, app.raw, app.path, app.args_path, tuple(entries), tuple(problems))
 
 

@@ -22,19 +22,27 @@ kept here, in one place, and tests/test_serveconfig.py checks that the public cl
 
 from __future__ import annotations
 
+import ast
 import difflib
 import functools
+import importlib.util
 import logging
 import os
+from pathlib import Path
 
 from kuberay_llm.preflight.findings import ERROR, WARNING, Finding
 from kuberay_llm.preflight.rayservice import RayServiceFacts
-from kuberay_llm.serveconfig import ROOT
+from kuberay_llm.serveconfig import ROOT, llm_arg_names
 
-LLM_IMPORT_PATHS = ("ray.serve.llm:build_openai_app",)
-# LLMServingArgs' fields in Ray 2.60. Ray's own class needs vLLM to import; when vLLM is installed it is
-# used instead, and tests/test_preflight.py checks that this list still matches it.
-LLM_SERVING_ARGS_FIELDS = ("llm_configs", "ingress_cls_config", "ingress_deployment_config")
+# The pydantic class each Ray Serve LLM builder validates its `args` with (ray/serve/llm/__init__.py in Ray 2.60).
+# Their fields are read from the pinned Ray's source (importing them loads vLLM): one source of truth.
+BUILDER_ARGS = {
+    "ray.serve.llm:build_openai_app": ("ray.llm._internal.serve.core.ingress.builder", "LLMServingArgs"),
+    "ray.serve.llm:build_dp_openai_app": ("ray.llm._internal.serve.serving_patterns.data_parallel.builder",
+                                          "DPOpenAiServingArgs"),
+    "ray.serve.llm:build_pd_openai_app": ("ray.llm._internal.serve.serving_patterns.prefill_decode.builder",
+                                          "PDServingArgs"),
+}
 # LLMServer.get_deployment_options (ray/llm/_internal/serve/core/server/llm_server.py) refuses these.
 PLACEMENT_IN_DEPLOYMENT = ("placement_group_bundles", "placement_group_strategy")
 _SEE = "see {} in Ray's docs for the fields and types it accepts"
@@ -62,16 +70,18 @@ def _ray_models() -> dict:
             "PlacementGroupConfig": PlacementGroupConfig}
 
 
-def llm_serving_args_fields(keys=()) -> tuple[str, ...]:
-    """LLMServingArgs' fields. Ray's class is imported only when `keys` has one outside the pinned list:
-    importing it loads vLLM's OpenAI server (~15 s), which a valid config never needs."""
-    if all(k in LLM_SERVING_ARGS_FIELDS for k in keys):
-        return LLM_SERVING_ARGS_FIELDS
-    try:
-        from ray.serve.llm import LLMServingArgs
-    except ImportError:  # vLLM not installed: Ray's builder module cannot import
-        return LLM_SERVING_ARGS_FIELDS
-    return tuple(LLMServingArgs.model_fields)
+@functools.cache
+def builder_args_fields(import_path: str) -> tuple[str, ...]:
+    """The fields of the args class of a Ray Serve LLM builder, read from the pinned Ray's source file."""
+    module, cls = BUILDER_ARGS[import_path]
+    spec = importlib.util.find_spec("ray")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*module.split(".")[1:]).with_suffix(".py")
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == cls:
+            return tuple(n.target.id for n in node.body
+                         if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name))
+    raise LookupError(f"{cls} not found in {path}: Ray's builder args moved; update BUILDER_ARGS")
 
 
 def _unknown(keys, known, source, obj, path, what) -> list[Finding]:
@@ -131,13 +141,17 @@ def check(source: str, rs: RayServiceFacts) -> list[Finding]:
                  for where, why in rs.serve.problems]
 
     for app in rs.serve.applications:
-        if app.import_path not in LLM_IMPORT_PATHS:
+        if app.import_path not in BUILDER_ARGS:
             continue
         args = app.args
-        findings += _unknown(args, set(llm_serving_args_fields(args)), source, obj, app.args_path, "LLMServingArgs")
-        if not args.get("llm_configs"):
-            findings.append(Finding(ERROR, source, obj, f"{app.args_path}.llm_configs", "is empty",
-                                    "add one llm_config per model"))
+        findings += _unknown(args, set(builder_args_fields(app.import_path)), source, obj, app.args_path,
+                             f"{BUILDER_ARGS[app.import_path][1]}")
+        for key in llm_arg_names(app.import_path):
+            if not args.get(key):
+                findings.append(Finding(ERROR, source, obj, f"{app.args_path}.{key}",
+                                        "is empty" if key in args else "is missing",
+                                        "add one llm_config per model" if key == "llm_configs"
+                                        else f"give the {key} LLMConfig"))
         ingress = args.get("ingress_deployment_config")
         if isinstance(ingress, dict):
             findings += _deployment(models, ingress, source, obj, f"{app.args_path}.ingress_deployment_config")
@@ -229,10 +243,12 @@ def not_checked(source: str, rs: RayServiceFacts) -> list[Finding]:
     """Warnings for llm_configs given as file paths: they live in the image and cannot be read offline."""
     out = []
     for app in (rs.serve.applications if rs.serve else ()):
-        configs = app.args.get("llm_configs")
-        for i, cfg in enumerate(configs if isinstance(configs, list) else []):
-            if isinstance(cfg, str):
-                out.append(Finding(WARNING, source, f"RayService/{rs.name}", f"{app.args_path}.llm_configs[{i}]={cfg}",
-                                   "an llm_config file inside the image: not checked offline",
-                                   "inline the llm_config in serve-config.yaml to have it checked"))
+        for key in llm_arg_names(app.import_path):
+            value = app.args.get(key)
+            named = [(f"{key}[{i}]", v) for i, v in enumerate(value)] if isinstance(value, list) else [(key, value)]
+            for where, cfg in named:
+                if isinstance(cfg, str):
+                    out.append(Finding(WARNING, source, f"RayService/{rs.name}", f"{app.args_path}.{where}={cfg}",
+                                       "an llm_config file inside the image: not checked offline",
+                                       "inline the llm_config in serve-config.yaml to have it checked"))
     return out
