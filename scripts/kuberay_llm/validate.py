@@ -66,6 +66,7 @@ def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | N
     ctx = {
         "pinned_ray": pinned_ray(),
         "has_podmonitor": any(o.get("kind") == "PodMonitor" for o in rendered.objects),
+        "objects": rendered.objects,  # source-level rules (preflight/hardening.py)
         "image_fix_where": rendered.image_setting,
     }
     for obj in rendered.objects:

@@ -43,6 +43,9 @@ devices.gke.io/container.{{ ternary "tcpxo-daemon" "tcpx-daemon" $mega }}: |+
       set -ex
       chmod 755 /fts/entrypoint_rxdm_container.sh
       /fts/entrypoint_rxdm_container.sh --num_hops=2 --num_nics=8 --uid= --alsologtostderr
+  # Privileged by design: the GPUDirect receive daemon programs the NICs' flow steering and maps GPU memory
+  # for DMA (GKE's TCPX/TCPXO guides run it so). Only the Ray container is hardened (components/pod-security):
+  # its namespace needs the `privileged` Pod Security level (baseline forbids privileged containers and hostPath).
   securityContext:
     privileged: true
   env:
@@ -67,6 +70,9 @@ devices.gke.io/container.{{ ternary "tcpxo-daemon" "tcpx-daemon" $mega }}: |+
     - /run/tcpx
     - --setup_param
     - "--verbose 128 2 0"
+  # Privileged by design: the GPUDirect receive daemon programs the NICs' flow steering and maps GPU memory
+  # for DMA (GKE's TCPX/TCPXO guides run it so). Only the Ray container is hardened (components/pod-security):
+  # its namespace needs the `privileged` Pod Security level (baseline forbids privileged containers and hostPath).
   securityContext:
     privileged: true
   env:

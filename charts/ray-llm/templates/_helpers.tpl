@@ -44,7 +44,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* ray-llm.serveConfig: serveConfigV2 as a dict (one Serve LLM application with one LLMConfig); rendered with toYaml. */}}
 {{- define "ray-llm.serveConfig" -}}
 {{- $s := .Values.serve }}
-{{- $loading := dict "model_id" $s.model.id "model_source" $s.model.source }}
+{{- $source := $s.model.source }}
+{{- if .Values.modelCache.enabled }}{{ $source = printf "/models/%s" $s.model.source }}{{ end }}
+{{- $loading := dict "model_id" $s.model.id "model_source" $source }}
 {{- with $s.model.tokenizer }}{{ $_ := set $loading "tokenizer_source" . }}{{ end }}
 {{- $autoscaling := dict "min_replicas" $s.autoscaling.minReplicas "max_replicas" $s.autoscaling.maxReplicas }}
 {{- if not (kindIs "invalid" $s.autoscaling.targetOngoingRequests) }}
@@ -72,4 +74,43 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
       key: {{ .Values.hfToken.key }}
       # Public models need no token: without the Secret the pods still start.
       optional: true
+{{- end }}
+
+{{/* ray-llm.podSecurityContext: the Ray pods' securityContext: the Ray image's user 1000:100 (docker/base-deps). */}}
+{{- define "ray-llm.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 100
+fsGroup: 100
+seccompProfile: {type: RuntimeDefault}
+{{- end }}
+
+{{/* ray-llm.containerSecurityContext: what the `restricted` Pod Security Standard asks of every container. */}}
+{{- define "ray-llm.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 100
+seccompProfile: {type: RuntimeDefault}
+{{- end }}
+
+{{/* ray-llm.modelCache.waitContainer: the workers' init container that waits for the fill Job's markers. */}}
+{{- define "ray-llm.modelCache.waitContainer" -}}
+- name: wait-for-model-cache
+  image: {{ include "ray-llm.image" . }}
+  command: [python, /opt/kuberay-llm/model_cache.py, wait]
+  env:
+    - {name: MODEL_CACHE_DIR, value: /models}
+    - name: SERVE_CONFIG
+      value: |
+        {{- include "ray-llm.serveConfig" . | nindent 8 }}
+  securityContext:
+    {{- include "ray-llm.containerSecurityContext" . | nindent 4 }}
+  resources:
+    requests: {cpu: 100m, memory: 256Mi}
+    limits: {cpu: 100m, memory: 256Mi}
+  volumeMounts:
+    - {name: model-cache, mountPath: /models, readOnly: true}
+    - {name: model-cache-script, mountPath: /opt/kuberay-llm, readOnly: true}
 {{- end }}
