@@ -16,6 +16,7 @@ from kuberay_llm.plan.catalog import Model
 from kuberay_llm.plan.weights import BYTES, _quantized_bytes_per_param, layer_params, vision_params
 
 GB = 10**9
+SHORT_DTYPE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Checkpoint:
     quantized_params: int    # stored quantized (values + scales)
     quantized_bytes_per_param: float
     quantization: str        # the checkpoint's quant_method, "" when none
+    dtype: str = "bfloat16"  # of the dense parameters
 
     @property
     def bytes(self) -> int:
@@ -33,7 +35,8 @@ class Checkpoint:
 
     def arithmetic(self) -> str:
         """`8.29B parameters × 2 bytes = 16.6 GB`, with a second term for quantized weights."""
-        dense = f"{self.dense_params / 1e9:.2f}B parameters × {self.dense_bytes_per_param} bytes"
+        dense = (f"{self.dense_params / 1e9:.2f}B {SHORT_DTYPE.get(self.dtype, self.dtype)} parameters × "
+                 f"{self.dense_bytes_per_param} bytes")
         if not self.quantized_params:
             return f"{dense} = {self.bytes / GB:.1f} GB"
         return (f"{self.quantized_params / 1e9:.2f}B {self.quantization or 'quantized'} parameters × "
@@ -61,7 +64,8 @@ def checkpoint(model: Model) -> Checkpoint:
         quantized += part.quantized
     q = model.quantization
     return Checkpoint(round(dense), BYTES[model.dtype], round(quantized),
-                      _quantized_bytes_per_param(model) if quantized else 0.0, q.quant_method if q else "")
+                      _quantized_bytes_per_param(model) if quantized else 0.0, q.quant_method if q else "",
+                      model.dtype)
 
 
 def checkpoint_bytes(model: Model) -> int:

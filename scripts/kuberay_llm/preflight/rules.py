@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from kuberay_llm.preflight import capacity, kuberay_rules, model_facts, pod_rules
+from kuberay_llm.preflight import capacity, deployment_advice, kuberay_rules, model_facts, pod_rules
 from kuberay_llm.preflight import hardening
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.images import parse as parse_image
@@ -244,7 +244,7 @@ RULES: list[tuple[object, tuple[str, ...]]] = [
     (rule_placement_fits_strategy, (CLUSTER, SERVE)),
     (rule_engine_metrics_when_monitored, (SERVE,)),
     *((rule, (CLUSTER,)) for rule in kuberay_rules.RULES + pod_rules.RULES),
-    *((rule, (CLUSTER, SERVE)) for rule in model_facts.RULES + capacity.RULES),
+    *((rule, (CLUSTER, SERVE)) for rule in model_facts.RULES + capacity.RULES + deployment_advice.RULES),
     *hardening.RULES,  # network, pod security, GCS FT, model cache, component composition
 ]
 
