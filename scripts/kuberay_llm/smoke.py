@@ -4,7 +4,7 @@ one chat completion, one streamed chat completion, with the official `openai` cl
 Pass criteria, the same everywhere: the model is listed; the chat completion carries text in `content` or in
 the reasoning field and counts at least one completion token; the stream yields text (content or reasoning).
 A reasoning parser may put a whole answer into the reasoning field: vLLM 0.29 (the one Ray 2.60 pins) names it
-`reasoning` (vllm/entrypoints/openai/protocol.py), older vLLM and seed output `reasoning_content`; both count.
+`reasoning` (ChatMessage in vllm/entrypoints/openai/chat_completion/protocol.py), older vLLM and seed output `reasoning_content`; both count.
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ def text_of(part) -> str:
     return (getattr(part, "content", None) or "") or reasoning_of(part)
 
 
+def shown(text: str, none: str = "(empty)") -> str:
+    """Text as printed: stripped, and whitespace-only text said so (a random model may emit only newlines)."""
+    if text.strip():
+        return text.strip()
+    return f"(whitespace only: {len(text)} characters)" if text else none
+
+
 def check_model(base_url: str, model_id: str, *, max_tokens: int = 64, timeout_s: float = 120.0,
                 show_reasoning: bool = False, echo=print) -> SmokeResult:
     """Raise Failed (the endpoint answers wrongly) or ConnectionFailed (it does not answer)."""
@@ -84,8 +91,8 @@ def check_model(base_url: str, model_id: str, *, max_tokens: int = 64, timeout_s
         tokens = reply.usage.completion_tokens if reply.usage else 0
         say(f"chat ({chat_seconds:.1f}s, {tokens} tokens):")
         if show_reasoning or reasoning:
-            say(f"  reasoning: {reasoning.strip() or '(none)'}")
-        say(f"  content: {content.strip() or '(empty)'}")
+            say(f"  reasoning: {shown(reasoning, '(none)')}")
+        say(f"  content: {shown(content)}")
         if not (content or reasoning) or tokens < 1:
             raise Failed(f"model {model_id}: the chat completion has no text ({tokens} completion tokens)")
 
@@ -104,8 +111,8 @@ def check_model(base_url: str, model_id: str, *, max_tokens: int = 64, timeout_s
         say(f"stream ({chunks} chunks, first token "
             f"{f'{first:.2f}s' if first is not None else 'never'}, total {time.monotonic() - started:.1f}s):")
         if show_reasoning or any(thinking):
-            say(f"  reasoning: {''.join(thinking).strip() or '(none)'}")
-        say(f"  content: {''.join(pieces).strip() or '(empty)'}")
+            say(f"  reasoning: {shown(''.join(thinking), '(none)')}")
+        say(f"  content: {shown(''.join(pieces))}")
         if first is None:
             raise Failed(f"model {model_id}: the streamed chat completion produced no text "
                          "(neither content nor reasoning)")
