@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cpkit import (container_waiting, create_pod, create_pod_event, create_rayservice, finish, ready, run_cli,
-                   serving_status, start_cli, unschedulable, wait_for_line, write_pod_status, write_status)
+                   serving_status, start_cli, unschedulable, wait_for_line, within, write_pod_status, write_status)
 
 pytestmark = pytest.mark.timeout(240)  # a hung watch fails its test, not the whole run
 
@@ -41,7 +41,7 @@ def test_progression_to_healthy_is_reported_within_a_second(controlplane, kube):
     elapsed = time.monotonic() - written
     assert code == 0, err
     assert f"RayService {kube.namespace}/{name} is healthy" in out
-    assert elapsed < 1.0, f"HEALTHY reported {elapsed:.2f}s after the status write"
+    assert elapsed < within(1.0), f"HEALTHY reported {elapsed:.2f}s after the status write"
 
 
 def test_stale_generation_is_not_healthy(controlplane, kube):
@@ -127,7 +127,7 @@ def test_unschedulable_gpu_pods_name_the_group_and_the_shortfall(controlplane, k
     assert code == 1
     assert ("worker group gpu-group needs 2 pods with 8 free nvidia.com/gpu each; "
             "the cluster has no node with 8 free nvidia.com/gpu") in err, err
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < within(5)
 
 
 def test_pods_without_a_scheduler_are_not_scheduled_yet_never_healthy(controlplane, kube):
@@ -192,7 +192,7 @@ def test_a_missing_tag_fails_at_once_from_the_kubelets_failed_event(controlplane
                                                   f'Back-off pulling image "{MISSING_IMAGE}"', image=MISSING_IMAGE))
     code, _, err = finish(proc)
     assert code == 1, err
-    assert time.monotonic() - written < 10
+    assert time.monotonic() - written < within(10)
     assert (f"pod {pod} cannot pull image {MISSING_IMAGE} (ImagePullBackOff): {cause}; rayproject/ray-llm is "
             "published as <ray>-py312-cu130 only") in err
     for command in ("status", "diagnose"):
@@ -299,4 +299,4 @@ def test_unhealthy_that_persists_past_its_grace_fails_with_rays_message(controlp
     code, _, err = finish(proc)
     assert code == 1
     assert "application llm_app UNHEALTHY for 1s: LLMServer:m: replica health check failed" in err, err
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < within(5)
