@@ -44,6 +44,12 @@ def _findings(result: Plan, source: str, name: str, field: str) -> list[Finding]
             f"gpu_memory_utilization {inp.gpu_memory_utilization} x {inp.gpu.total_gib} GiB",
             "raise tensor_parallel_size or pipeline_parallel_size, or use a GPU with more memory")]
     capacity = result.max_concurrency
+    if capacity < 1:  # vLLM: "The model's max seq len ... is larger than the maximum number of tokens ... in KV cache"
+        return [Finding(
+            ERROR, source, name, f"{kwargs}.max_model_len",
+            f"one request of max_model_len {inp.max_model_len} needs more KV cache than the {result.kv_cache_tokens:,} "
+            f"tokens {inp.model.name} leaves on {inp.gpu.name} (gpu_memory_utilization {inp.gpu_memory_utilization}): "
+            "vLLM refuses to start", "lower max_model_len, raise gpu_memory_utilization, or add GPUs")]
     if capacity < result.max_num_seqs:
         return [Finding(
             WARNING, source, name, f"{kwargs}.max_num_seqs",
