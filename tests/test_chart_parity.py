@@ -19,7 +19,7 @@ from kuberay_llm import serveconfig
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "ray-llm"
 TIERS = ["small", "medium", "large", "gke-a3-deepseek", "local-cpu", "vision", "reasoning", "hybrid-reasoning",
-         "gpt-oss-20b", "gpt-oss-120b"]
+         "gpt-oss-20b", "gpt-oss-120b", "large-dp-ep", "large-pd"]
 RELEASE = "ray-llm-test"  # fixed release name: names come from fullnameOverride
 
 

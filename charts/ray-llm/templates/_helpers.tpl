@@ -41,7 +41,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- splitList "-" .Values.image.tag | first }}
 {{- end }}
 
-{{/* ray-llm.serveConfig: serveConfigV2 as a dict (one Serve LLM application with one LLMConfig); rendered with toYaml. */}}
+{{/* ray-llm.serveConfig: serveConfigV2 as a dict (one Serve LLM application with one LLMConfig: llm_configs[0], the DP builder's llm_config, or the P/D builder's prefill_config and decode_config); rendered with toYaml. */}}
 {{- define "ray-llm.serveConfig" -}}
 {{- $s := .Values.serve }}
 {{- $source := $s.model.source }}
@@ -52,12 +52,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (kindIs "invalid" $s.autoscaling.targetOngoingRequests) }}
 {{- $_ := set $autoscaling "target_ongoing_requests" $s.autoscaling.targetOngoingRequests }}
 {{- end }}
-{{- $llm := dict "model_loading_config" $loading "deployment_config" (dict "autoscaling_config" $autoscaling) }}
+{{- $deployment := dict "autoscaling_config" $autoscaling }}
+{{- if not (kindIs "invalid" $s.requestRouterConfig) }}{{ $_ := set $deployment "request_router_config" $s.requestRouterConfig }}{{ end }}
+{{- $llm := dict "model_loading_config" $loading "deployment_config" $deployment }}
 {{- with $s.accelerator.type }}{{ $_ := set $llm "accelerator_type" . }}{{ end }}
 {{- with $s.accelerator.config }}{{ $_ := set $llm "accelerator_config" . }}{{ end }}
 {{- with $s.engineKwargs }}{{ $_ := set $llm "engine_kwargs" . }}{{ end }}
 {{- with $s.envVars }}{{ $_ := set $llm "runtime_env" (dict "env_vars" .) }}{{ end }}
 {{- $args := dict "llm_configs" (list $llm) }}
+{{- if eq $s.importPath "ray.serve.llm:build_dp_openai_app" }}{{ $args = dict "llm_config" $llm }}{{ end }}
+{{- if eq $s.importPath "ray.serve.llm:build_pd_openai_app" }}{{ $args = dict "prefill_config" $llm "decode_config" (deepCopy $llm) }}{{ end }}
 {{- if not (kindIs "invalid" $s.ingressNumCpus) }}
 {{- $_ := set $args "ingress_deployment_config" (dict "ray_actor_options" (dict "num_cpus" $s.ingressNumCpus)) }}
 {{- end }}

@@ -55,6 +55,9 @@ class PlanInput:
     max_num_seqs: int | None = None            # None: vLLM's default for the GPU
     max_num_batched_tokens: int | None = None  # None: vLLM's default for the GPU
     kv_cache_dtype: str = "auto"
+    # Data parallel attention (build_dp_openai_app): one plan is one DP rank; the experts shard over TP x DP.
+    data_parallel_size: int = 1
+    expert_parallel: bool = False
 
 
 @dataclass
@@ -159,7 +162,7 @@ def plan(inp: PlanInput) -> Plan:
     result = Plan(inputs=inp, max_num_seqs=seqs, max_num_batched_tokens=tokens, block_size=block,
                   kv_bytes_per_token_per_layer=per_token_layer)
     budget = inp.gpu_memory_utilization * gpu.total_gib * GiB
-    weights = stage_weight_bytes(model, inp.tp, inp.pp)
+    weights = stage_weight_bytes(model, inp.tp, inp.pp, inp.data_parallel_size, inp.expert_parallel)
     for index, layers in enumerate(pp_partition(model.layers, inp.pp)):
         extra = overhead.overhead_bytes(model, gpu, tp=inp.tp, pp=inp.pp, last_stage=index == inp.pp - 1,
                                         max_num_seqs=seqs, max_num_batched_tokens=tokens)

@@ -72,7 +72,9 @@ def plan_input(llm_config: dict | LLMEntry, gpu: Gpu) -> PlanInput:
         max_model_len=entry.max_model_len or model.max_position_embeddings,
         gpu_memory_utilization=float(entry.setting("gpu_memory_utilization", DEFAULT_GPU_MEMORY_UTILIZATION)),
         max_num_seqs=entry.setting("max_num_seqs"), max_num_batched_tokens=entry.setting("max_num_batched_tokens"),
-        kv_cache_dtype=str(entry.setting("kv_cache_dtype", "auto")))
+        kv_cache_dtype=str(entry.setting("kv_cache_dtype", "auto")),
+        data_parallel_size=entry.setting("data_parallel_size", 1),
+        expert_parallel=bool(entry.setting("enable_expert_parallel", False)))
 
 
 def _whole(value) -> int:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from kuberay_llm import serveconfig
 from kuberay_llm.errors import UserError
 from kuberay_llm.plan.accounting import GiB, Plan, plan
-from kuberay_llm.plan.catalog import Gpu
+from kuberay_llm.plan.catalog import Gpu, find_gpu
 from kuberay_llm.plan.overlay import gpu_shape, plan_input, rayservices
 from kuberay_llm.render import render_overlay
 from kuberay_llm.serveconfig import LLMEntry
@@ -191,16 +191,22 @@ def smallest_copy(side: Side) -> tuple[int, Plan] | None:
     return None
 
 
-def pd_minimum(p: PatternPlan) -> str:
-    """Why P/D needs the GPUs it asks for: two copies of the smallest layout that holds the model."""
-    found = smallest_copy(p.serving)
+def pd_minimum(p: PatternPlan, gpu: Gpu | None = None) -> str:
+    """Why P/D needs the GPUs it asks for: two copies of the smallest layout that holds the model (on the
+    overlay's GPU, or on `gpu`)."""
+    side = p.serving
+    if gpu is not None:
+        side = dataclasses.replace(side, plan=dataclasses.replace(
+            side.plan, inputs=dataclasses.replace(side.plan.inputs, gpu=gpu)))
+    gpu = gpu or p.gpu
+    found = smallest_copy(side)
     if found is None:
-        return f"one copy of {p.serving.plan.inputs.model.name} does not fit on up to 64 {p.gpu.name}"
+        return f"one copy of {side.plan.inputs.model.name} does not fit on up to 64 {gpu.name}"
     gpus, result = found
     per_node = max(1, p.gpus_per_node)
     nodes = math.ceil(2 * gpus / per_node)
     return (f"one copy of {result.inputs.model.name} with a KV cache for one {result.inputs.max_model_len:,}-token "
-            f"request needs at least {gpus} x {p.gpu.name} "
+            f"request needs at least {gpus} x {gpu.name} "
             f"({max(s.weights_bytes for s in result.stages) / GiB:.1f} GiB of weights per GPU); prefill + decode "
             f"need two copies: {2 * gpus} GPUs, {nodes} nodes of {per_node}")
 
@@ -260,25 +266,30 @@ def comparison_markdown(plans: list[PatternPlan]) -> str:
     return "\n".join(out) + "\n"
 
 
-def tier_row(plans: list[PatternPlan]) -> tuple[str, str]:
-    """(GPUs, predicted concurrency) cells of the README tiers table for a serving-pattern overlay."""
+def tier_cells(name: str) -> tuple[str, str] | None:
+    """(GPUs, predicted concurrency) cells of the README tiers table for a DP or P/D overlay, else None."""
+    plans = [p for p in plan_patterns(name) if p.import_path in (DP, PD)]
+    if not plans:
+        return None
     p = plans[0]
-    side = p.serving
-    return (f"{p.gpus} x {p.gpu.name} ({p.engines})",
-            f"{side.concurrency(side.plan.inputs.max_model_len):.1f}x at {side.plan.inputs.max_model_len:,} tokens "
-            f"({side.engines} {side.role} × {side.at[side.plan.inputs.max_model_len].max_concurrency:.1f}x)"
-            if side.plan.inputs.max_model_len in side.at else
-            f"{side.engines * side.plan.max_concurrency:.1f}x at {side.plan.inputs.max_model_len:,} tokens")
+    side, length = p.serving, p.serving.plan.inputs.max_model_len
+    text = (f"{side.engines * side.plan.max_concurrency:.1f}x at {length:,} tokens ({side.engines} {side.role} × "
+            f"{side.plan.max_concurrency:.1f}x)")
+    if side.plan.binding_limit == "max_num_seqs":
+        text += f" (max_num_seqs {side.max_num_seqs} binds)"
+    return f"{p.gpus} x {p.gpu.name} ({p.engines})", text
 
 
 README_OVERLAYS = ("large", "large-dp-ep", "large-pd")
+BIGGER_GPU = "H200"  # the README also says where P/D fits on the next larger GPU
 
 
 def readme_block() -> str:
     """The README's "which pattern for which goal" numbers, between BEGIN and END (tests/test_plan_patterns.py)."""
     plans = [plan_patterns(name)[0] for name in README_OVERLAYS]
     text = comparison_markdown(plans)
-    notes = [f"- `{p.overlay.removeprefix('overlays/')}`: {pd_minimum(p)}." for p in plans if p.import_path == PD]
+    notes = [f"- `{p.overlay.removeprefix('overlays/')}`: {pd_minimum(p, gpu)}." for p in plans if p.import_path == PD
+             for gpu in (None, find_gpu(BIGGER_GPU))]
     return f"{BEGIN}\n{text}" + ("\n" + "\n".join(notes) + "\n" if notes else "") + END
 
 

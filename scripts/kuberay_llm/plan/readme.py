@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from kuberay_llm.plan import patterns
 from kuberay_llm.plan.report import plan_overlay
 from kuberay_llm.render import overlay_names
 
@@ -39,11 +40,14 @@ def tiers_table() -> str:
     rows = ["| overlay | RayService | model (`model` in requests) | GPUs | nodes | predicted concurrency at max_model_len |",
             "|---|---|---|---|---|---|"]
     for name in overlay_names():
-        for entry in plan_overlay(name):
+        entries = plan_overlay(name)
+        pattern = patterns.tier_cells(name)  # a DP or P/D overlay: one row for all its engines
+        for entry in entries[:1] if pattern else entries:
             nodes = entry.workers if entry.workers else 1
             rayservice = entry.rayservice.removeprefix("RayService/")
-            rows.append(f"| `{name}` | `{rayservice}` | `{entry.model_source}` (`{entry.model_id}`) | {_gpus(entry)} "
-                        f"| {nodes} | {_concurrency(entry)} |")
+            gpus, concurrency = pattern or (_gpus(entry), _concurrency(entry))
+            rows.append(f"| `{name}` | `{rayservice}` | `{entry.model_source}` (`{entry.model_id}`) | {gpus} "
+                        f"| {nodes} | {concurrency} |")
     return "\n".join(rows) + "\n"
 
 

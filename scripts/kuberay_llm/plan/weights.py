@@ -52,8 +52,11 @@ def _quantized_bytes_per_param(model: Model) -> float:
     raise ValueError(f"{model.name}: unknown quantization {q.method}")
 
 
-def layer_params(model: Model, layer: int, tp: int) -> _Bytes:
-    """Parameters of decoder layer `layer` held by one TP rank."""
+def layer_params(model: Model, layer: int, tp: int, dp: int = 1, expert_parallel: bool = False) -> _Bytes:
+    """Parameters of decoder layer `layer` held by one TP rank. With data parallel attention (`dp` > 1) vLLM
+    shards the routed experts over all TP x DP ranks: a 1/(TP x DP) slice of every expert, or with
+    enable_expert_parallel ceil(experts / (TP x DP)) whole experts per rank (vLLM 0.29,
+    vllm/model_executor/layers/fused_moe/config.py FusedMoEParallelConfig.make, expert_map_manager.py)."""
     h, out = model.hidden_size, _Bytes()
     q = model.quantization
     linear_q = q is not None and q.applies_to == "linear"
@@ -65,7 +68,8 @@ def layer_params(model: Model, layer: int, tp: int) -> _Bytes:
         out.add(h * m.q_lora_rank + h * (m.kv_lora_rank + m.qk_rope_head_dim), linear_q)  # replicated
         out.add(m.q_lora_rank + m.kv_lora_rank, False)  # q_a / kv_a layernorms
         kv_b = m.kv_lora_rank * model.attention_heads * (m.qk_nope_head_dim + m.v_head_dim) / tp
-        out.add(m.q_lora_rank * model.attention_heads * qk_head / tp + kv_b
+        q_in = m.q_lora_rank or h  # no q LoRA (DeepSeek-V2-Lite): q_proj reads the hidden state directly
+        out.add(q_in * model.attention_heads * qk_head / tp + kv_b
                 + model.attention_heads * m.v_head_dim * h / tp, linear_q)
         out.add(kv_b, False)  # W_UK / W_UV: kv_b_proj dequantized for the absorbed decode path
     else:
@@ -80,9 +84,11 @@ def layer_params(model: Model, layer: int, tp: int) -> _Bytes:
     moe = model.moe
     if moe and layer >= moe.first_dense_layers:
         per_expert = 3 * h * moe.intermediate_size / tp
-        out.add(moe.experts * per_expert, expert_q)
+        ranks = tp * dp
+        local, expert_slice = (-(-moe.experts // ranks), 1) if expert_parallel and ranks > 1 else (moe.experts, ranks)
+        out.add(local * 3 * h * moe.intermediate_size / expert_slice, expert_q)
         if moe.bias:
-            out.add(moe.experts * (2 * moe.intermediate_size / tp + h), False)
+            out.add(local * (2 * moe.intermediate_size / expert_slice + h), False)
         out.add(moe.shared_experts * per_expert, linear_q)
         out.add(h * moe.experts + (moe.experts if moe.bias or moe.router_bias else 0), False)  # router, replicated
     else:
@@ -90,15 +96,15 @@ def layer_params(model: Model, layer: int, tp: int) -> _Bytes:
     return out
 
 
-def stage_weight_bytes(model: Model, tp: int, pp: int) -> list[float]:
-    """Bytes of weights on one GPU of each pipeline stage."""
+def stage_weight_bytes(model: Model, tp: int, pp: int, dp: int = 1, expert_parallel: bool = False) -> list[float]:
+    """Bytes of weights on one GPU of each pipeline stage (`dp`, `expert_parallel`: see layer_params)."""
     per_param = _quantized_bytes_per_param(model)
     vocab_shard = model.vocab_size * model.hidden_size / tp
     sizes, start = [], 0
     for stage, count in enumerate(pp_partition(model.layers, pp)):
         total = _Bytes()
         for layer in range(start, start + count):
-            part = layer_params(model, layer, tp)
+            part = layer_params(model, layer, tp, dp, expert_parallel)
             total.dense += part.dense
             total.quantized += part.quantized
         start += count

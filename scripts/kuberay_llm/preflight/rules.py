@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from kuberay_llm.preflight import capacity, deployment_advice, kuberay_rules, model_facts, pod_rules
+from kuberay_llm.preflight import capacity, deployment_advice, kuberay_rules, model_facts, pod_rules, serving_patterns
 from kuberay_llm.preflight import hardening
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.images import parse as parse_image
@@ -245,6 +245,7 @@ RULES: list[tuple[object, tuple[str, ...]]] = [
     (rule_engine_metrics_when_monitored, (SERVE,)),
     *((rule, (CLUSTER,)) for rule in kuberay_rules.RULES + pod_rules.RULES),
     *((rule, (CLUSTER, SERVE)) for rule in model_facts.RULES + capacity.RULES + deployment_advice.RULES),
+    *serving_patterns.RULES,  # build_dp_openai_app, build_pd_openai_app, routers, high-throughput mode
     *hardening.RULES,  # network, pod security, GCS FT, model cache, component composition
 ]
 

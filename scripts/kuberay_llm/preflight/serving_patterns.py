@@ -14,7 +14,7 @@ What Ray 2.60 checks only on the cluster, after the image pull and the weight do
 - what DPServer and vLLM refuse: data_parallel_size 1 under build_dp_openai_app (no gang: "DPServer requires
   gang scheduling to be enabled"), data_parallel_size > 1 under build_openai_app (no DP rank is ever set), a
   placement strategy (DP gangs are always placed PACK, dp_server.py), the NIXL connector's decode side with
-  pipeline parallelism (vLLM 0.29 nixl/base_worker.py), kv_transfer_config through vLLM's KVTransferConfig;
+  pipeline parallelism (vLLM 0.29 nixl/base_worker.py), a KV connector Ray has no backend for;
 - request routers (deployment_config.request_router_config): the router's kwargs against its own
   initialize_state, read from the pinned Ray's source; prefix-aware and KV-aware routing with prefix caching
   turned off; KV-aware routing without direct streaming or without ai-dynamo (not in Ray's llm extra);
@@ -68,6 +68,7 @@ NO_GANG = "DPServer requires gang scheduling to be enabled"  # dp_server.py, rai
 NIXL_DECODE_PP = "NixlPushConnector consumer (decode) does not support pipeline_parallel_size > 1"  # vLLM 0.29
 
 PREFIX_ROUTER, KV_ROUTER = "PrefixCacheAffinityRouter", "KVAwareRouter"
+MARKER = "request_router_config"  # components/prefix-routing's delimiter
 DEFAULT_INGRESS = "OpenAiIngress"  # the ingress class the builders use unless ingress_cls_config names another
 KV_BACKENDS_MODULE = "ray.llm._internal.serve.engines.vllm.kv_transfer.factory"
 
@@ -101,7 +102,7 @@ def gpus_of(entry: LLMEntry, app: Application) -> int:
 def _what(entry: LLMEntry, app: Application) -> str:
     dp = data_parallel_size(entry) if app.import_path in (DP, PD) else 1
     groups = replica_groups(entry)
-    return (f"{entry.role or 'the deployment'} needs {gpus_of(entry, app)} ({groups} DP group"
+    return (f"{entry.role + ' ' if entry.role else ''}needs {gpus_of(entry, app)} GPUs ({groups} DP group"
             f"{'s' if groups != 1 else ''} × data_parallel_size {dp} × tensor_parallel_size {entry.tp} × "
             f"pipeline_parallel_size {entry.pp})")
 
@@ -185,11 +186,10 @@ def rule_pattern_gpus_fit(source, rs: RayServiceFacts, ctx) -> list[Finding]:
         per_pod = max(1, rs.workers[0].gpus_per_pod if rs.workers else 1)
         last = entries[-1]
         field = f"{last.path}.engine_kwargs.data_parallel_size={data_parallel_size(last)}"
-        parts = "; ".join(_what(e, app) for e in entries)
-        both = " at once" if len(entries) > 1 else ""
+        parts = " and ".join(_what(e, app) for e in entries) + (f": {need} GPUs at once" if len(entries) > 1 else "")
         out.append(Finding(ERROR, source, _obj(rs), field,
-                           f"{parts}: {need} GPUs{both}, but worker group {_groups(rs)} ({total} GPUs): "
-                           "the DP gang's placement group would wait forever",
+                           f"{parts}, but worker group {_groups(rs)} ({total} GPUs): the placement groups would "
+                           "wait forever",
                            f"give the worker group {need} {GPU} (maxReplicas {-(-need // per_pod)} pods of "
                            f"{per_pod}), or lower data_parallel_size"))
     return out
@@ -227,7 +227,7 @@ def rule_data_parallel_builder(source, rs: RayServiceFacts, ctx) -> list[Finding
 
 
 def rule_prefill_decode(source, rs: RayServiceFacts, ctx) -> list[Finding]:
-    """The KV connector of each side through vLLM's KVTransferConfig, Ray's known backends, NIXL's decode side."""
+    """Each side's KV connector is one Ray orchestrates; NIXL's decode side has no pipeline parallelism."""
     out, obj = [], _obj(rs)
     backends = kv_connector_backends()
     for app in llm_apps(rs):
@@ -237,12 +237,7 @@ def rule_prefill_decode(source, rs: RayServiceFacts, ctx) -> list[Finding]:
             kv = e.engine.get("kv_transfer_config")
             if not isinstance(kv, dict):
                 continue  # required by PDServingArgs: check 3c says so
-            where = f"{e.path}.engine_kwargs.kv_transfer_config"
-            problem = vllm_kv_transfer_problem(kv)
-            if problem:
-                out.append(Finding(ERROR, source, obj, where, f"{problem} (vLLM's KVTransferConfig)",
-                                   "set kv_connector: NixlConnector and kv_role: kv_both on both sides"))
-                continue
+            where = f"{e.path}.engine_kwargs.kv_transfer_config"  # vLLM's KVTransferConfig judged it (check 3)
             connector = kv.get("kv_connector")
             if backends and isinstance(connector, str) and connector not in backends:
                 out.append(Finding(WARNING, source, obj, f"{where}.kv_connector={connector}",
@@ -385,10 +380,24 @@ def rule_vllm_pinned(source, rs: RayServiceFacts, ctx) -> list[Finding]:
     return out
 
 
-# Each reads the cluster side and the serve config (rules.CLUSTER, rules.SERVE).
+def rule_prefix_routing_marker(source, rs: RayServiceFacts, ctx) -> list[Finding]:
+    """components/prefix-routing on a tier whose serve config lacks the marker line: kustomize then appends the
+    router to the end of the document, where it is a top-level key Serve rejects. Reads the serve config as parsed
+    (it runs even though check 3 failed on exactly that key)."""
+    if rs.serve is None or MARKER not in rs.serve.data:
+        return []
+    return [Finding(ERROR, source, _obj(rs), f"serveConfigV2 {MARKER}",
+                    "components/prefix-routing found no marker line in the serve config, so its router landed at "
+                    "the top level of the document",
+                    f"add `{MARKER}: {{}} # {MARKER}` to the deployment_config of the llm_config to route "
+                    "(manifests/components/prefix-routing/kustomization.yaml)")]
+
+
+# Each reads the cluster side and the serve config (rules.CLUSTER, rules.SERVE), but the marker rule only the
+# cluster side: it explains a finding of check 3.
 RULES = [(rule, ("cluster", "serve")) for rule in
          (rule_builder_validators, rule_pattern_gpus_fit, rule_data_parallel_builder, rule_prefill_decode,
-          rule_request_routers, rule_high_throughput, rule_vllm_pinned)]
+          rule_request_routers, rule_high_throughput, rule_vllm_pinned)] + [(rule_prefix_routing_marker, ("cluster",))]
 
 
 # --- facts read from the pinned Ray and vLLM -----------------------------------------------------------------
@@ -434,24 +443,6 @@ def _runtime_env_requirements(rs: RayServiceFacts) -> list[tuple[str, str]]:
 def _runtime_env_installs(rs: RayServiceFacts, package: str) -> bool:
     wanted = [_requirement(r) for _, r in _runtime_env_requirements(rs)]
     return any(p is not None and p.name.lower() == package for p in wanted)
-
-
-def vllm_kv_transfer_problem(kv: dict) -> str | None:
-    """vLLM's own verdict on a kv_transfer_config (KVTransferConfig's validation), or None (also without vLLM)."""
-    try:
-        from vllm.config import KVTransferConfig
-    except ImportError:
-        return None
-    try:
-        KVTransferConfig(**kv)
-    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        errors = getattr(exc, "errors", None)
-        if callable(errors):
-            first = exc.errors(include_url=False, include_input=False)[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            return f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
-        return str(exc).splitlines()[0]
-    return None
 
 
 @functools.cache
