@@ -77,6 +77,8 @@ class Model:
     vocab_size: int
     max_position_embeddings: int  # vLLM's max_model_len when the config sets none
     parameters: int
+    parameters_tolerance: float = 0.0  # relative rounding of a published count given only as "15.7B" (0: exact)
+    architecture: str = ""        # config.json architectures[0] (vLLM picks its model runner by it for MoE models)
     tie_word_embeddings: bool = False
     attention_bias: str = "none"  # none | qkv | all
     dtype: str = "bfloat16"

@@ -1,59 +1,141 @@
-"""Memory vLLM subtracts before the KV cache besides the weights: what its startup profile measures.
+"""Memory vLLM takes from the KV-cache budget besides the weights, per GPU.
 
-vLLM runs one dummy forward pass of max_num_batched_tokens tokens (plus a dummy sampling step for
-max_num_seqs requests on the last pipeline stage) and subtracts everything that grew since the worker
-started: the torch activation peak and non-torch memory (CUDA kernels loaded on first use, cuBLAS
-workspaces, NCCL and custom all-reduce buffers). The model adds four terms, each from what allocates it:
+vLLM (v0.26, vllm/v1/worker/gpu_worker.py determine_available_memory) sizes the KV cache as
 
-- runtime: 0.5 GiB per GPU, the non-torch growth vLLM logs for a single-GPU engine ("non_torch_memory
-  takes …": lazily loaded attention / GEMM kernels and cuBLAS workspaces).
-- communication: 0.6 GiB when TP > 1 (NCCL ring/tree buffers for 8 peers and the custom all-reduce IPC
-  buffers) and 0.1 GiB when PP > 1 (NCCL send/recv buffers between stages).
-- activations: 8 hidden-sized bf16 tensors per batched token alive at the peak of a decoder layer
-  (residual, normed input, q/k/v and attention output, MLP input and output), plus for MoE the fused-MoE
-  workspaces (per token and chosen expert: the gate/up output, the activation and the hidden-sized output).
-- sampler (last stage only): max_num_seqs x vocab float32 logits; the dummy sampling step holds about
-  6 vocab-sized copies at once (logits, temperature-scaled, softmax probabilities, sorted values and their
-  int64 indices for top-p/top-k, log-probabilities).
+    kv = gpu_memory_utilization x total - weights - peak activation - non-torch increase - CUDA graph estimate
 
-The constants were set from vLLM's code paths and typical startup logs, then checked (not fitted) against the
-two concurrency figures vLLM published for Ray Serve LLM (`python -m kuberay_llm.plan.bench`).
+and logs every term at start-up (bench/gpu/vllm_log.py lists the lines). This module models the three terms
+after the weights:
+
+- non-torch: memory outside torch's allocator that grows during the profile run (CUDA modules loaded on first
+  use, cuBLAS workspaces). NON_TORCH_BYTES, fitted.
+- peak activation: torch's allocator peak during the profile forward pass over max_num_batched_tokens
+  tokens, ACTIVATION_BASE_BYTES (fitted) + tokens x per_token_bytes(model). per_token_bytes is not fitted: it
+  counts, from the model's shapes, the bf16 tensors alive at the peak of one layer's MLP: dense, the fused
+  gate_up output (2 x intermediate / TP) and the activation output (intermediate / TP); MoE (vLLM's fused
+  Triton MoE), per routed token its two intermediate caches (2 x width / TP, width / TP) and its hidden-sized
+  output cache; plus LIVE_HIDDEN_TENSORS hidden-sized tensors (residual, normed input, layer input and
+  output), a count chosen from the code, not fitted. The dummy sampler step (max_num_seqs x vocab logits)
+  stays below the forward pass at every measured point (up to 1024 x 128,256 on Llama-3.1-8B) and is not
+  modeled.
+- CUDA graphs: vLLM's V1 model runner captures its graphs once while profiling and subtracts the estimate:
+  the largest first capture + a per-graph cost for every further PIECEWISE graph (one per capture size) and
+  FULL graph (capture sizes up to max_num_seqs). CUDA_GRAPH_* are fitted. vLLM 0.26 runs the V2 model
+  runner, which subtracts nothing, for dense models and DeepSeek-V2's MoE family (V2_MOE_ARCHITECTURES); its
+  graphs are captured after the KV cache is sized, so the GPU ends above the utilization target by their size
+  (0.22 GiB for Llama-3.1-8B at max_num_seqs 64).
+- communication, TP > 1: TP_COMMUNICATION_BYTES (NCCL buffers and the custom all-reduce IPC buffers); PP > 1:
+  PP_COMMUNICATION_BYTES. Not measured (the measurements are single-GPU): estimates, unverified.
+
+Fitted constants come from FIT_POINTS of the measured data (scripts/kuberay_llm/data/
+measured-vllm-0.26-h200.yaml) and from no other point: `python -m kuberay_llm.plan.bench` re-derives them from
+those points (fit_constants), fails when the literals below drift from that, and reports every other measured
+point as held out.
 """
 
 from __future__ import annotations
 
+import math
+
 from kuberay_llm.plan.catalog import Gpu, Model
 
 GiB = 1024**3
+MiB = 1024**2
 
-RUNTIME_BYTES = 0.5 * GiB
-TP_COMMUNICATION_BYTES = 0.6 * GiB
-PP_COMMUNICATION_BYTES = 0.1 * GiB
-LIVE_HIDDEN_TENSORS = 4
-SAMPLER_VOCAB_COPIES = 10
-ACTIVATION_BYTES = 2  # bf16
+# The measured points the fitted constants below come from: one per architecture, at vLLM's default
+# max_num_batched_tokens (8192) on the H200. All other measured points are held out.
+FIT_POINTS = ("L1", "M1", "D1")
+
+NON_TORCH_BYTES = 0.2233 * GiB        # fitted: mean non-torch increase of FIT_POINTS
+ACTIVATION_BASE_BYTES = 0.2257 * GiB  # fitted: mean of (peak activation - tokens x per_token_bytes) of FIT_POINTS
+CUDA_GRAPH_FIRST_CAPTURE_BYTES = 130 * MiB  # fitted: M1's "Estimated FULL CUDA graph memory" first capture
+CUDA_GRAPH_PIECEWISE_BYTES = 4 * MiB        # fitted: M1's per-graph PIECEWISE cost
+CUDA_GRAPH_FULL_BYTES = 2 * MiB             # fitted: M1's per-graph FULL cost
+TP_COMMUNICATION_BYTES = 0.6 * GiB    # not measured
+PP_COMMUNICATION_BYTES = 0.1 * GiB    # not measured
+LIVE_HIDDEN_TENSORS = 4               # chosen, not fitted
+ACTIVATION_BYTES = 2                  # bf16
+
+# vllm/config/vllm.py (v0.26) DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES: MoE models served by the V2 runner
+V2_MOE_ARCHITECTURES = frozenset({"DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "Qwen2MoeForCausalLM"})
+
+
+def per_token_bytes(model: Model, tp: int) -> float:
+    """Activation bytes per batched token at the peak of one layer (see the module docstring)."""
+    hidden = LIVE_HIDDEN_TENSORS * model.hidden_size
+    if model.moe:
+        width = model.moe.intermediate_size / tp
+        mlp = model.moe.experts_per_token * (2 * width + width + model.hidden_size)
+    else:
+        width = model.intermediate_size / tp
+        mlp = 2 * width + width
+    return (hidden + mlp) * ACTIVATION_BYTES
 
 
 def activation_bytes(model: Model, tp: int, tokens: int) -> float:
-    peak = tokens * model.hidden_size * ACTIVATION_BYTES * LIVE_HIDDEN_TENSORS
-    if model.moe:
-        per_expert_width = model.moe.intermediate_size / tp
-        routed = tokens * model.moe.experts_per_token
-        peak += routed * (2 * per_expert_width + per_expert_width + model.hidden_size) * ACTIVATION_BYTES
-    return peak
+    return ACTIVATION_BASE_BYTES + tokens * per_token_bytes(model, tp)
 
 
-def sampler_bytes(model: Model, max_num_seqs: int) -> float:
-    return max_num_seqs * model.vocab_size * 4 * SAMPLER_VOCAB_COPIES
+def uses_v1_model_runner(model: Model) -> bool:
+    """vLLM 0.26 VllmConfig.use_v2_model_runner: V2 unless the model is MoE outside V2_MOE_ARCHITECTURES."""
+    return model.moe is not None and model.architecture not in V2_MOE_ARCHITECTURES
+
+
+def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int) -> list[int]:
+    """vLLM's default CUDA graph capture sizes (vllm/config/vllm.py _set_cudagraph_sizes): 1, 2, 4, then steps
+    of 8 below 256 and of 16 from 256, up to min(2 x max_num_seqs, 512, max_num_batched_tokens)."""
+    top = min(2 * max_num_seqs, 512, max_num_batched_tokens)
+    sizes = [s for s in (1, 2, 4) if s <= top]
+    sizes += list(range(8, min(top + 1, 256), 8)) + list(range(256, top + 1, 16))
+    return sizes
+
+
+def cuda_graph_bytes(model: Model, max_num_seqs: int, max_num_batched_tokens: int) -> float:
+    """The CUDA graph estimate vLLM subtracts from the KV budget (0 with the V2 model runner)."""
+    if not uses_v1_model_runner(model):
+        return 0.0
+    sizes = capture_sizes(max_num_seqs, max_num_batched_tokens)
+    full = [s for s in sizes if s <= max_num_seqs]
+    return (CUDA_GRAPH_FIRST_CAPTURE_BYTES + CUDA_GRAPH_PIECEWISE_BYTES * (len(sizes) - 1)
+            + CUDA_GRAPH_FULL_BYTES * max(0, len(full) - 1))
 
 
 def overhead_bytes(model: Model, gpu: Gpu, *, tp: int, pp: int, last_stage: bool,
                    max_num_seqs: int, max_num_batched_tokens: int) -> float:
-    total = RUNTIME_BYTES + activation_bytes(model, tp, max_num_batched_tokens)
+    total = (NON_TORCH_BYTES + activation_bytes(model, tp, max_num_batched_tokens)
+             + cuda_graph_bytes(model, max_num_seqs, max_num_batched_tokens))
     if tp > 1:
         total += TP_COMMUNICATION_BYTES
     if pp > 1:
         total += PP_COMMUNICATION_BYTES
-    if last_stage:
-        total += sampler_bytes(model, min(max_num_seqs, max_num_batched_tokens))
     return total
+
+
+def fit_constants(points: list[dict], models: dict[str, Model]) -> dict[str, float]:
+    """The fitted constants (bytes) from measured points, each a measured-data entry; `models` maps their
+    `model` ids to catalog entries. bench.py runs this on FIT_POINTS and compares with the literals above."""
+    non_torch = [p["measured"]["non_torch_gib"] for p in points]
+    base = [p["measured"]["peak_activation_gib"] * GiB
+            - p["settings"]["max_num_batched_tokens"] * per_token_bytes(models[p["model"]], p["tensor_parallel_size"])
+            for p in points]
+    fitted = {"NON_TORCH_BYTES": sum(non_torch) / len(non_torch) * GiB, "ACTIVATION_BASE_BYTES": sum(base) / len(base)}
+    modes = [p["cudagraph_modes"] for p in points if p.get("cudagraph_modes")]
+    if modes:
+        fitted["CUDA_GRAPH_FIRST_CAPTURE_BYTES"] = max(
+            m["first_capture_mib"] for ms in modes for m in ms.values()) * MiB
+        for mode, key in (("PIECEWISE", "CUDA_GRAPH_PIECEWISE_BYTES"), ("FULL", "CUDA_GRAPH_FULL_BYTES")):
+            per = [ms[mode]["per_graph_mib"] for ms in modes if mode in ms]
+            fitted[key] = sum(per) / len(per) * MiB
+    return fitted
+
+
+def constants() -> dict[str, float]:
+    """The literals above, by name (for comparison with fit_constants)."""
+    names = ("NON_TORCH_BYTES", "ACTIVATION_BASE_BYTES", "CUDA_GRAPH_FIRST_CAPTURE_BYTES",
+             "CUDA_GRAPH_PIECEWISE_BYTES", "CUDA_GRAPH_FULL_BYTES")
+    return {n: globals()[n] for n in names}
+
+
+def rounded_gib(value: float) -> float:
+    """How the literals are written: GiB to 4 decimals."""
+    return math.floor(value / GiB * 10**4 + 0.5) / 10**4
