@@ -20,3 +20,23 @@ class ToolMissing(ToolError):
     """A pinned tool or its data is not built: `make tools` builds it."""
 
     exit_code = exitcodes.UNAVAILABLE
+
+
+class Failed(UserError):
+    """A check or a deployment failed; the message is the cause."""
+
+    exit_code = exitcodes.FAILED
+
+
+class TimedOut(UserError):
+    exit_code = exitcodes.PENDING
+
+
+class UsageError(UserError):
+    exit_code = exitcodes.USAGE
+
+
+class ConnectionFailed(UserError):
+    """No cluster, unreachable API server, bad kubeconfig, or missing permissions."""
+
+    exit_code = exitcodes.UNAVAILABLE

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from kuberay_llm.harness.errors import ConnectionFailed, Failed
+from kuberay_llm.errors import ConnectionFailed, Failed
 
 PROMPT = "Reply with one short sentence: what is Ray Serve?"
 REASONING_FIELDS = ("reasoning", "reasoning_content")

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from kuberay_llm.harness.errors import Failed, TimedOut
+from kuberay_llm.errors import Failed, TimedOut
 from kuberay_llm.harness.health import Assessor, applications_healthy
 
 READY, WAITING, FAILED = "ready", "waiting", "failed"
