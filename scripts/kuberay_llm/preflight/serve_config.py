@@ -136,6 +136,7 @@ def check(source: str, rs: RayServiceFacts) -> list[Finding]:
                                     "write each application as a mapping with name, route_prefix, import_path"))
             continue
         findings += _unknown(app.raw, app_fields, source, obj, app.path, "application")
+        findings += _route_prefix(app.raw, source, obj, app.path)
     findings += _pydantic(models["ServeDeploySchema"], rs.serve.data, source, obj, ROOT)
     findings += [Finding(ERROR, source, obj, where, why, "give it the type Ray Serve LLM expects")
                  for where, why in rs.serve.problems]
@@ -180,6 +181,22 @@ def check(source: str, rs: RayServiceFacts) -> list[Finding]:
                                     "remove accelerator_type, or the CPU accelerator_config"))
         findings += _engine_kwargs(source, obj, entry)
     return findings
+
+
+def _route_prefix(app: dict, source, obj, path) -> list[Finding]:
+    """Serve checks route_prefix's format only when the controller deploys the app (ApplicationDetails in
+    ray/serve/schema.py runs `_route_prefix_format`; ServeApplicationSchema does not): run that check here."""
+    value = app.get("route_prefix")
+    if not isinstance(value, str):
+        return []
+    from ray.serve.schema import _route_prefix_format  # no public form of Serve's own rule
+
+    try:
+        _route_prefix_format(None, value)
+    except ValueError as exc:
+        return [Finding(ERROR, source, obj, f"{path}.route_prefix={value}", f"{exc}: Serve refuses it at deploy time",
+                        'start it with "/" and end it without one (e.g. "/" or "/v1")')]
+    return []
 
 
 def _llm_without_imports(config: dict) -> dict:
