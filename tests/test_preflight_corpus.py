@@ -88,3 +88,10 @@ def test_reported_failure_is_caught(entry, outcomes):
     assert outcome.exit_code == validate.EXIT_INVALID, "\n".join(lines)
     assert any(entry["expect"] in line for line in lines), f"{entry['what']}: expected {entry['expect']!r} in\n" + \
         "\n".join(lines)
+
+
+def test_the_readme_lists_every_caught_report():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- corpus:begin -->", 1)[1].split("<!-- corpus:end -->", 1)[0]
+    listed = set(re.findall(r"\]\((https://github\.com/[^)]+)\)", block))
+    assert listed == {e["link"] for e in CAUGHT}
