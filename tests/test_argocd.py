@@ -82,9 +82,59 @@ def test_every_argocd_manifest_uses_the_same_repository_url():
     assert REPO_URL in load("project.yaml")["spec"]["sourceRepos"]
 
 
-def test_the_project_allows_exactly_the_sources_the_applications_use():
-    sources = set(load("project.yaml")["spec"]["sourceRepos"])
-    assert sources == {REPO_URL, load("kuberay-operator.yaml")["spec"]["source"]["repoURL"]}
+def test_each_project_allows_exactly_the_source_of_its_applications():
+    """The workloads' project only this repository, the operator's only KubeRay's Helm repository."""
+    operator = load("kuberay-operator.yaml")["spec"]
+    template = load("llm-overlays.yaml")["spec"]["template"]["spec"]
+    projects = {name: load(name)["metadata"]["name"] for name in ("project.yaml", "project-operator.yaml")}
+    assert operator["project"] == projects["project-operator.yaml"] == "kuberay-operator"
+    assert template["project"] == projects["project.yaml"] == "kuberay-llm"
+    assert load("project-operator.yaml")["spec"]["sourceRepos"] == [operator["source"]["repoURL"]]
+    assert load("project.yaml")["spec"]["sourceRepos"] == [template["source"]["repoURL"]] == [REPO_URL]
+
+
+def rendered_kinds() -> set[tuple[str, str, bool]]:
+    """(group, kind, cluster-scoped) of everything the overlays render and the components can add."""
+    from kuberay_llm import toolchain
+
+    try:
+        kustomize = toolchain.tool("kustomize")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(str(exc))
+    docs = []
+    for overlay in sorted((REPO / "overlays").glob("*/kustomization.yaml")):
+        out = subprocess.run([str(kustomize), "build", str(overlay.parent)], capture_output=True, text=True,
+                             check=True, timeout=120).stdout
+        docs += [d for d in yaml.safe_load_all(out) if d]
+    for component in sorted((REPO / "manifests" / "components").glob("*/kustomization.yaml")):
+        spec = yaml.safe_load(component.read_text())
+        for name in spec.get("resources") or []:
+            docs += [d for d in yaml.safe_load_all((component.parent / name).read_text()) if d]
+        for generator, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
+            for gen in spec.get(generator) or []:
+                if (gen.get("options") or {}).get("annotations", {}).get("config.kubernetes.io/local-config") != "true":
+                    docs.append({"apiVersion": "v1", "kind": kind, "metadata": {}})
+    cluster_scoped = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                      "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
+    return {(d["apiVersion"].rpartition("/")[0], d["kind"], d["kind"] in cluster_scoped) for d in docs}
+
+
+def test_the_workloads_project_allows_exactly_the_kinds_the_repository_renders():
+    spec = load("project.yaml")["spec"]
+    allowed_namespaced = {(r["group"], r["kind"]) for r in spec["namespaceResourceWhitelist"]}
+    allowed_cluster = {(r["group"], r["kind"]) for r in spec["clusterResourceWhitelist"]}
+    kinds = rendered_kinds()
+    assert allowed_namespaced == {(g, k) for g, k, cluster in kinds if not cluster}
+    # plus the Namespace CreateNamespace=true makes through this project
+    assert allowed_cluster == {(g, k) for g, k, cluster in kinds if cluster} | {("", "Namespace")}
+    assert not {k for _, k in allowed_cluster | allowed_namespaced} & {
+        "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "CustomResourceDefinition"}
+
+
+def test_only_the_operator_project_allows_crds_and_cluster_rbac():
+    operator = {(r["group"], r["kind"]) for r in load("project-operator.yaml")["spec"]["clusterResourceWhitelist"]}
+    assert {("apiextensions.k8s.io", "CustomResourceDefinition"), ("rbac.authorization.k8s.io", "ClusterRole"),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding")} <= operator
 
 
 # --- waves, sync options, operator pin --------------------------------------------------------------------------
@@ -112,14 +162,16 @@ def test_the_root_app_syncs_argocd_without_itself_and_without_argocd_cm():
     assert source["directory"]["exclude"] == "{root.yaml,argocd-cm.yaml}"
 
 
-def test_the_operator_and_overlay_namespaces_are_project_destinations():
+def test_the_operator_and_overlay_namespaces_are_destinations_of_their_own_project_only():
     import fnmatch
 
-    destinations = [d["namespace"] for d in load("project.yaml")["spec"]["destinations"]]
-    wanted = [load("kuberay-operator.yaml")["spec"]["destination"]["namespace"]] + \
-        [f"llm-{o}" for o in overlays_of_the_applicationset()]
-    for namespace in wanted:
-        assert any(fnmatch.fnmatch(namespace, pattern) for pattern in destinations), namespace
+    def allows(project: str, namespace: str) -> bool:
+        return any(fnmatch.fnmatch(namespace, d["namespace"]) for d in load(project)["spec"]["destinations"])
+
+    operator_ns = load("kuberay-operator.yaml")["spec"]["destination"]["namespace"]
+    assert allows("project-operator.yaml", operator_ns) and not allows("project.yaml", operator_ns)
+    for namespace in [f"llm-{o}" for o in overlays_of_the_applicationset()]:
+        assert allows("project.yaml", namespace) and not allows("project-operator.yaml", namespace), namespace
 
 
 # --- the ApplicationSet ---------------------------------------------------------------------------------------
@@ -146,23 +198,12 @@ def test_generated_applications_retry_with_backoff_and_create_their_namespace():
     assert spec["syncPolicy"]["retry"]["backoff"] == {"duration": "30s", "factor": 2, "maxDuration": "10m"}
 
 
-@pytest.mark.parametrize("overlay", overlays_of_the_applicationset())
-def test_worker_replicas_are_ignored_because_the_overlay_runs_the_ray_autoscaler(overlay):
-    """The ignoreDifferences of the template is right only while every deployed overlay autoscales."""
-    from kuberay_llm import toolchain
-
-    try:
-        kustomize = toolchain.tool("kustomize")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(str(exc))
-    out = subprocess.run([str(kustomize), "build", str(REPO / "overlays" / overlay)], capture_output=True,
-                         text=True, check=True, timeout=120).stdout
-    service = next(o for o in yaml.safe_load_all(out) if o and o["kind"] == "RayService")
-    assert service["spec"]["rayClusterConfig"].get("enableInTreeAutoscaling") is True
-    ignored = load("llm-overlays.yaml")["spec"]["template"]["spec"]["ignoreDifferences"]
-    assert {"group": "ray.io", "kind": "RayService",
-            "jqPathExpressions": [".spec.rayClusterConfig.workerGroupSpecs[].replicas"]} in ignored
-    assert "RespectIgnoreDifferences=true" in load("llm-overlays.yaml")["spec"]["template"]["spec"]["syncPolicy"]["syncOptions"]
+def test_no_difference_is_ignored_for_replicas():
+    """The autoscaler scales the RayCluster, which Argo CD does not diff: ignoring RayService replicas would only
+    drop git changes of them (tests/controlplane/test_argocd_sync.py shows both with the real Argo CD)."""
+    spec = load("llm-overlays.yaml")["spec"]["template"]["spec"]
+    assert "ignoreDifferences" not in spec
+    assert not any(o.startswith("RespectIgnoreDifferences") for o in spec["syncPolicy"]["syncOptions"])
 
 
 # --- validation against the pinned Argo CD CRDs -------------------------------------------------------------------
@@ -199,8 +240,8 @@ def test_manifest_is_valid_against_the_pinned_schemas(name):
 @pytest.mark.parametrize(("name", "mutate", "error"), [
     ("kuberay-operator.yaml", lambda o: o["spec"]["syncPolicy"].update(automatic={}),
      "at '/spec/syncPolicy': additional properties 'automatic' not allowed"),
-    ("llm-overlays.yaml", lambda o: o["spec"]["template"]["spec"]["ignoreDifferences"][0].update(jqPathExpression="x"),
-     "at '/spec/template/spec/ignoreDifferences/0': additional properties 'jqPathExpression' not allowed"),
+    ("llm-overlays.yaml", lambda o: o["spec"]["template"]["spec"]["syncPolicy"]["managedNamespaceMetadata"].update(label={}),
+     "at '/spec/template/spec/syncPolicy/managedNamespaceMetadata': additional properties 'label' not allowed"),
     ("project.yaml", lambda o: o["spec"].update(sourceRepo=[REPO_URL]), "at '/spec': additional properties 'sourceRepo' not allowed"),
     ("root.yaml", lambda o: o["spec"].pop("destination"), "at '/spec': missing property 'destination'"),
 ])
