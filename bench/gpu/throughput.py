@@ -12,7 +12,8 @@ The serve config's changes for one GPU and no hub: model_source -> MODEL_DIR, lo
 autoscaling min = max = 1 replica.
 
 usage: python3 bench/gpu/throughput.py --model-dir DIR --out DIR [--budget S] [--tokenizer DIR] MODE ...
-Writes OUT/throughput.jsonl (one row per mode) and OUT/throughput-logs.txt.
+       python3 bench/gpu/throughput.py --report THROUGHPUT.jsonl OUT.json OUT.png   (the README's data and plot)
+Writes OUT/throughput.jsonl (one row per mode) and each server's log under OUT/throughput-work.
 """
 
 from __future__ import annotations
@@ -220,8 +221,34 @@ def mode_ray(cfg: dict, tokenizer: str, res: str, deadline: float, ht: bool) -> 
     return row
 
 
+def report(rows_path: str, json_path: str, png_path: str) -> None:
+    """The measured rows as one JSON document (ratios to standalone vLLM per level) and a PNG of the sweeps."""
+    from kuberay_llm.loadgen import plot
+
+    rows = [json.loads(line) for line in open(rows_path)]
+    by_mode = {r["mode"]: r for r in rows if r.get("sweep")}
+    base = {lv["concurrency"]: lv for lv in by_mode["vllm"]["sweep"]["levels"]}
+    for row in by_mode.values():
+        for lv in row["sweep"]["levels"]:
+            lv["output_throughput_vs_vllm"] = round(lv["output_throughput"] / base[lv["concurrency"]]["output_throughput"], 3)
+    doc = {"what": "Ray Serve LLM vs standalone vLLM, same engine and load (bench/gpu/throughput.py)",
+           "environment": rows[0]["environment"], "tier": "overlays/small/serve-config.yaml",
+           "modes": list(by_mode.values())}
+    with open(json_path, "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+        f.write("\n")
+    env = rows[0]["environment"]
+    names = {"vllm": "vllm serve", "ray": "Ray Serve LLM", "ray-ht": "Ray Serve LLM, high-throughput env"}
+    plot.plot([(f"{names.get(m, m)} (startup {r.get('startup_s')} s)", r["sweep"]) for m, r in by_mode.items()],
+              png_path, title=f"Llama-3.1-8B (random weights), small tier engine settings, 1 x {env['gpu']}, "
+                              f"vLLM {env['vllm']}, Ray {env['ray']}: 512 in / 256 out tokens")
+
+
 def main(argv: list[str]) -> int:
     args = list(argv)
+    if args[:1] == ["--report"]:
+        report(*args[1:4])
+        return 0
 
     def opt(name, default=None):
         if name in args:
