@@ -1,9 +1,16 @@
 -- Argo CD health of a KubeRay RayService (Lua 5.1, as Argo CD's gopher-lua runs it).
 -- Healthy: Ready=True, status.observedGeneration current, every Serve application RUNNING.
--- Progressing: initializing, upgrading (UpgradeInProgress, a pending cluster) or applications deploying.
+-- Progressing: initializing, upgrading (UpgradeInProgress, a pending cluster), rolling back an upgrade
+-- (RollbackInProgress) or applications deploying.
 -- Degraded: an application DEPLOY_FAILED or UNHEALTHY, Ready=False/InitializingTimeout, an invalid spec,
 -- or no serve endpoint left after the service was up. Suspended: the RayService is suspended.
--- Fields: ray-operator/apis/ray/v1/rayservice_types.go of KubeRay (v1.6.2; Suspended is a v1.7 condition).
+-- Fields: ray-operator/apis/ray/v1/rayservice_types.go of KubeRay v1.6.2. Suspended/Suspending are KubeRay
+-- v1.7 conditions (the pinned v1.6.2 never sets them): handled so the check stays right after a bump.
+-- A point-in-time verdict: UNHEALTHY is Degraded at once and Healthy again when Serve recovers; the
+-- harness's `wait` fails only after KUBERAY_LLM_UNHEALTHY_GRACE (30s), since it must decide once. Healthy
+-- needs every application RUNNING, not every deployment HEALTHY: RUNNING is "all deployments are healthy or
+-- autoscaling" (Ray 2.60 serve/_private/application_state.py): a deployment UPSCALING or DOWNSCALING still
+-- serves, which `wait` (it waits for a settled start) does not accept.
 local hs = {}
 
 local function condition(status, ctype)
@@ -117,6 +124,14 @@ local pending_failure = failed_application(status.pendingServiceStatus)
 if pending_failure ~= nil then
   hs.status = "Degraded"
   hs.message = "Upgrade: " .. pending_failure
+  return hs
+end
+
+-- NewClusterWithIncrementalUpgrade: the spec changed mid-upgrade and KubeRay moves the traffic back first.
+local rollback = condition(status, "RollbackInProgress")
+if rollback ~= nil and rollback.status == "True" then
+  hs.status = "Progressing"
+  hs.message = "Rolling back: " .. (rollback.message or tostring(rollback.reason))
   return hs
 end
 
