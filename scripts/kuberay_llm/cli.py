@@ -42,6 +42,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "kuberay-llm status llama-8b -n llm"),
     "diagnose": ("kuberay_llm.harness.diagnose", "status, events, pod conditions, container states and last logs",
                  "kuberay-llm diagnose llama-8b -n llm"),
+    "cluster": ("kuberay_llm.cluster.command", "a local cluster with Ray inside (needs root): up, down, status",
+                "sudo kuberay-llm cluster up     # writes .work/cluster/kubeconfig\n"
+                "sudo kuberay-llm cluster down   # stops every process it started, by PID"),
     "delete": ("kuberay_llm.harness.delete", "delete a RayService (KubeRay then deletes its cluster and pods)",
                "kuberay-llm delete llama-8b -n llm --wait"),
 }
