@@ -361,8 +361,13 @@ bench-harness: controlplane ## On the local control plane: HEALTHY detection of 
 	$(VENV)/bin/python tests/controlplane/bench_harness.py
 
 .PHONY: bench-plan
-bench-plan: $(VENV_STAMP) ## Compare the capacity planner with vLLM's published concurrency figures.
+bench-plan: $(VENV_STAMP) ## The capacity planner against vLLM's measured start-up accounting (fit and held-out residuals), then the tutorials' figures.
 	$(VENV)/bin/python -m kuberay_llm.plan.bench
+
+.PHONY: bench-endpoint
+bench-endpoint: $(LOCAL_STAMP) ## Load an OpenAI-compatible endpoint: make bench-endpoint URL=http://host:8000 MODEL=id [TOKENIZER=hf-id-or-dir] [CONCURRENCY=1,8,64] [OUT=dir].
+	@test -n "$(URL)" -a -n "$(MODEL)" || { echo "usage: make bench-endpoint URL=http://host:8000 MODEL=served-model-id [TOKENIZER=...] [CONCURRENCY=1,8,64] [OUT=dir]"; exit 2; }
+	$(VENV)/bin/python -m kuberay_llm.cli bench --endpoint "$(URL)" --model "$(MODEL)" $(if $(TOKENIZER),--tokenizer "$(TOKENIZER)") $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)") $(if $(OUT),--out "$(OUT)")
 
 .PHONY: clean
 clean: ## Remove ./bin, ./.venv and ./.work.

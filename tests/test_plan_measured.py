@@ -83,3 +83,21 @@ def test_provenance_names_machine_software_and_command():
         for point in doc["points"]:
             assert point["command"].startswith("vllm serve ") and "--load-format dummy" in point["command"]
             assert math.isfinite(point["measured"]["max_concurrency"])
+
+
+@pytest.mark.parametrize("point", [p for p in POINTS if p.get("cudagraph_modes")], ids=lambda p: p["label"])
+def test_capture_sizes_give_the_graph_counts_vllm_logged(point):
+    s = point["settings"]
+    sizes = overhead.capture_sizes(s["max_num_seqs"], s["max_num_batched_tokens"])
+    modes = point["cudagraph_modes"]
+    assert modes["PIECEWISE"]["graphs"] == len(sizes)
+    assert modes["FULL"]["graphs"] == len([x for x in sizes if x <= s["max_num_seqs"]])
+
+
+def test_cuda_graph_term_follows_each_vllm_version_s_model_runner():
+    llama, mixtral = find_model("meta-llama/Llama-3.1-8B-Instruct"), find_model("mistralai/Mixtral-8x7B-Instruct-v0.1")
+    dsv2 = find_model("deepseek-ai/DeepSeek-V2-Lite-Chat")
+    assert overhead.cuda_graph_bytes(llama, 64, 8192, "0.26.0") == 0  # V2 runner in 0.26
+    assert overhead.cuda_graph_bytes(dsv2, 64, 8192, "0.26.0") == 0   # DeepseekV2ForCausalLM: V2 runner too
+    assert overhead.cuda_graph_bytes(mixtral, 256, 8192, "0.26.0") > 0
+    assert overhead.cuda_graph_bytes(llama, 64, 8192, "0.29.0") == overhead.cuda_graph_bytes(mixtral, 64, 8192, "0.26.0")

@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "smoke": ("kuberay_llm.harness.smoke", "smoke-test a RayService's OpenAI API (models, chat, streamed chat)",
               "kuberay-llm smoke llama-8b -n llm                          # port-forward through the API server\n"
               "kuberay-llm smoke llama-8b --endpoint http://10.0.0.7:8000  # an endpoint you already reach"),
+    "bench": ("kuberay_llm.loadgen.command", "load an OpenAI-compatible endpoint: TTFT/TPOT/ITL and tokens/s per concurrency",
+              "kuberay-llm bench llama-8b -n llm                  # a RayService, through a port-forward\n"
+              "kuberay-llm bench --endpoint http://127.0.0.1:8000 --model my-llama-3.1-8b \\\n"
+              "    --tokenizer unsloth/Meta-Llama-3.1-8B-Instruct --concurrency 1,8,64 --out results/bench-small"),
     "status": ("kuberay_llm.harness.status", "one-line verdict and the application/deployment/pod states",
                "kuberay-llm status llama-8b -n llm"),
     "diagnose": ("kuberay_llm.harness.diagnose", "status, events, pod conditions, container states and last logs",

@@ -19,6 +19,10 @@ def main(spec_path: str) -> int:
     from vllm.benchmarks.serve import main as bench_main
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
+    import vllm
+
+    print("RUNNER_VLLM " + str(getattr(vllm, "__version__", "unknown")), flush=True)
+
     for argv, path in zip(spec["argv"], spec["results"]):
         parser = FlexibleArgumentParser(prog="vllm bench serve")
         add_cli_args(parser)

@@ -105,10 +105,13 @@ def run(spec: SweepSpec, log=print) -> dict:
         t0 = time.time()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         tail: list[str] = []
+        client = "unknown"
         try:
             for line in proc.stdout:
                 line = line.rstrip()
                 tail = (tail + [line])[-40:]
+                if line.startswith("RUNNER_VLLM "):
+                    client = line.split(" ", 1)[1]
                 if line.startswith("RUNNER_START "):
                     c = json.loads(line[len("RUNNER_START "):])
                     log(f"bench: concurrency {c[c.index('--max-concurrency') + 1]}, "
@@ -135,5 +138,5 @@ def run(spec: SweepSpec, log=print) -> dict:
                 raw = json.load(f)
             levels.append({"concurrency": c, "command": "vllm bench serve " + " ".join(argv), **summarize(raw)})
     failed = [lv for lv in levels if lv.get("failed")]
-    return {"spec": asdict(spec), "levels": levels, "wall_s": round(time.time() - t0, 1),
-            "vllm_bench_failed_requests": sum(lv.get("failed", 0) for lv in failed)}
+    return {"spec": asdict(spec), "client": f"vllm bench serve (vLLM {client})", "levels": levels,
+            "wall_s": round(time.time() - t0, 1), "failed_requests": sum(lv.get("failed", 0) for lv in failed)}

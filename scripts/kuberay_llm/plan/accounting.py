@@ -55,6 +55,7 @@ class PlanInput:
     max_num_seqs: int | None = None            # None: vLLM's default for the GPU
     max_num_batched_tokens: int | None = None  # None: vLLM's default for the GPU
     kv_cache_dtype: str = "auto"
+    vllm_version: str = overhead.DEPLOYED_VLLM_VERSION  # its model runner decides the CUDA graph term
     # Data parallel attention (build_dp_openai_app): one plan is one DP rank; the experts shard over TP x DP.
     data_parallel_size: int = 1
     expert_parallel: bool = False
@@ -165,7 +166,8 @@ def plan(inp: PlanInput) -> Plan:
     weights = stage_weight_bytes(model, inp.tp, inp.pp, inp.data_parallel_size, inp.expert_parallel)
     for index, layers in enumerate(pp_partition(model.layers, inp.pp)):
         extra = overhead.overhead_bytes(model, gpu, tp=inp.tp, pp=inp.pp, last_stage=index == inp.pp - 1,
-                                        max_num_seqs=seqs, max_num_batched_tokens=tokens)
+                                        max_num_seqs=seqs, max_num_batched_tokens=tokens,
+                                        vllm_version=inp.vllm_version)
         kv = budget - weights[index] - extra
         page = block * per_token_layer
         num_blocks = max(0, int(kv // page // layers))

@@ -31,7 +31,7 @@ def measured_points() -> tuple[dict, ...]:
     points = []
     for path in sorted(Path(DATA_DIR).glob("measured-*.yaml")):
         doc = yaml.safe_load(path.read_text())
-        points += [dict(p, source=path.name) for p in doc["points"]]
+        points += [dict(p, source=path.name, vllm=doc["provenance"]["software"]["vllm"]) for p in doc["points"]]
     return tuple(points)
 
 
@@ -41,7 +41,7 @@ def is_fit_point(point: dict) -> bool:
 
 def plan_for(point: dict) -> Plan:
     s = point["settings"]
-    return plan(PlanInput(model=find_model(point["model"]), gpu=find_gpu(point["gpu"]),
+    return plan(PlanInput(model=find_model(point["model"]), gpu=find_gpu(point["gpu"]), vllm_version=point["vllm"],
                           tp=point["tensor_parallel_size"], pp=point["pipeline_parallel_size"],
                           max_model_len=s["max_model_len"], gpu_memory_utilization=s["gpu_memory_utilization"],
                           max_num_seqs=s["max_num_seqs"], max_num_batched_tokens=s["max_num_batched_tokens"]))
@@ -70,7 +70,8 @@ def constant_drift() -> list[str]:
 @dataclass(frozen=True)
 class Published:
     """A concurrency figure from a tutorial's vLLM log. `unknown` names the settings the tutorial does not state;
-    the prediction takes vLLM's defaults for them (DEFAULT_GPU_MEMORY_UTILIZATION, the GPU's max_num_seqs)."""
+    the prediction takes the deployed vLLM's defaults for them (DEFAULT_GPU_MEMORY_UTILIZATION, the GPU's
+    max_num_seqs, overhead.DEPLOYED_VLLM_VERSION's model runner)."""
 
     what: str
     model: str
@@ -130,7 +131,8 @@ def main() -> int:
     for line in drift:
         print(f"FAILED: {line}")
     print()
-    print("Secondary: figures Ray's tutorials published (settings they do not state take vLLM 0.26's defaults)")
+    print(f"Secondary: figures Ray's tutorials published (settings they do not state take the defaults of vLLM "
+          f"{overhead.DEPLOYED_VLLM_VERSION}, the version the tiers deploy)")
     for figure in PUBLISHED:
         result = predict(figure)
         print(f"  {figure.what}: published {figure.concurrency:.2f}x at {figure.max_model_len:,} tokens, predicted "

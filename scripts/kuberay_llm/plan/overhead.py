@@ -23,9 +23,16 @@ after the weights:
   FULL graph (capture sizes up to max_num_seqs). CUDA_GRAPH_* are fitted. vLLM 0.26 runs the V2 model
   runner, which subtracts nothing, for dense models and DeepSeek-V2's MoE family (V2_MOE_ARCHITECTURES); its
   graphs are captured after the KV cache is sized, so the GPU ends above the utilization target by their size
-  (0.22 GiB for Llama-3.1-8B at max_num_seqs 64).
+  (0.22 GiB for Llama-3.1-8B at max_num_seqs 64). vLLM 0.29, the version the tiers deploy
+  (DEPLOYED_VLLM_VERSION), runs the V2 runner for every model and its V2 runner does estimate and subtract the
+  graphs (vllm/v1/worker/gpu/model_runner.py profile_cudagraph_memory, 0.29): the planner applies the same
+  estimate to every model there, an assumption no measurement has checked yet.
 - communication, TP > 1: TP_COMMUNICATION_BYTES (NCCL buffers and the custom all-reduce IPC buffers); PP > 1:
   PP_COMMUNICATION_BYTES. Not measured (the measurements are single-GPU): estimates, unverified.
+
+All measurements are vLLM 0.26.0's. vLLM 0.29 computes the non-KV memory from other readings (free memory
+consumed since the worker started + torch's transient peak above what stays allocated, vllm/utils/mem_utils.py
+0.29) over the same terms; the constants are 0.26's until a 0.29 measurement exists.
 
 Fitted constants come from FIT_POINTS of the measured data (scripts/kuberay_llm/data/
 measured-vllm-0.26-h200.yaml) and from no other point: `python -m kuberay_llm.plan.bench` re-derives them from
@@ -58,6 +65,8 @@ ACTIVATION_BYTES = 2                  # bf16
 
 # vllm/config/vllm.py (v0.26) DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES: MoE models served by the V2 runner
 V2_MOE_ARCHITECTURES = frozenset({"DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "Qwen2MoeForCausalLM"})
+# The vLLM the tiers deploy: ray[llm]==2.60.0 (pyproject.toml's Ray pin) requires vllm[audio]==0.29.0.
+DEPLOYED_VLLM_VERSION = "0.29.0"
 
 
 def per_token_bytes(model: Model, tp: int) -> float:
@@ -76,8 +85,15 @@ def activation_bytes(model: Model, tp: int, tokens: int) -> float:
     return ACTIVATION_BASE_BYTES + tokens * per_token_bytes(model, tp)
 
 
-def uses_v1_model_runner(model: Model) -> bool:
-    """vLLM 0.26 VllmConfig.use_v2_model_runner: V2 unless the model is MoE outside V2_MOE_ARCHITECTURES."""
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2])
+
+
+def subtracts_cuda_graphs(model: Model, vllm_version: str) -> bool:
+    """vLLM 0.26 (VllmConfig.use_v2_model_runner): only the V1 runner, which serves MoE models outside
+    V2_MOE_ARCHITECTURES, subtracts a CUDA graph estimate; from 0.29 every model's (V2) runner does."""
+    if _version(vllm_version) >= (0, 29):
+        return True
     return model.moe is not None and model.architecture not in V2_MOE_ARCHITECTURES
 
 
@@ -90,9 +106,10 @@ def capture_sizes(max_num_seqs: int, max_num_batched_tokens: int) -> list[int]:
     return sizes
 
 
-def cuda_graph_bytes(model: Model, max_num_seqs: int, max_num_batched_tokens: int) -> float:
-    """The CUDA graph estimate vLLM subtracts from the KV budget (0 with the V2 model runner)."""
-    if not uses_v1_model_runner(model):
+def cuda_graph_bytes(model: Model, max_num_seqs: int, max_num_batched_tokens: int,
+                     vllm_version: str = DEPLOYED_VLLM_VERSION) -> float:
+    """The CUDA graph estimate vLLM subtracts from the KV budget (0 where its model runner subtracts none)."""
+    if not subtracts_cuda_graphs(model, vllm_version):
         return 0.0
     sizes = capture_sizes(max_num_seqs, max_num_batched_tokens)
     full = [s for s in sizes if s <= max_num_seqs]
@@ -100,10 +117,10 @@ def cuda_graph_bytes(model: Model, max_num_seqs: int, max_num_batched_tokens: in
             + CUDA_GRAPH_FULL_BYTES * max(0, len(full) - 1))
 
 
-def overhead_bytes(model: Model, gpu: Gpu, *, tp: int, pp: int, last_stage: bool,
-                   max_num_seqs: int, max_num_batched_tokens: int) -> float:
+def overhead_bytes(model: Model, gpu: Gpu, *, tp: int, pp: int, last_stage: bool, max_num_seqs: int,
+                   max_num_batched_tokens: int, vllm_version: str = DEPLOYED_VLLM_VERSION) -> float:
     total = (NON_TORCH_BYTES + activation_bytes(model, tp, max_num_batched_tokens)
-             + cuda_graph_bytes(model, max_num_seqs, max_num_batched_tokens))
+             + cuda_graph_bytes(model, max_num_seqs, max_num_batched_tokens, vllm_version))
     if tp > 1:
         total += TP_COMMUNICATION_BYTES
     if pp > 1:
