@@ -22,3 +22,21 @@ def overlay_copy(tmp_path):
         return tmp_path / "overlays" / name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def hardening_plane_starting():
+    """One local control plane (etcd + kube-apiserver with the KubeRay and Prometheus Operator CRDs) shared by the
+    tests/test_hardening_*.py suites, started in the background at first use (a future: `.result()` waits)."""
+    import concurrent.futures
+
+    from apiserver_helpers import start_plane
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(start_plane)
+    yield future
+    try:
+        future.result().stop()
+    except RuntimeError:
+        pass
+    pool.shutdown()

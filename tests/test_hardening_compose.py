@@ -83,26 +83,11 @@ def _parse(text: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def plane_starting():
-    """The local control plane, started in the background while the combinations render (it takes as long)."""
-    from apiserver_helpers import start_plane
-
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(start_plane)
-    yield future
-    try:
-        future.result().stop()
-    except RuntimeError:
-        pass
-    pool.shutdown()
-
-
-@pytest.fixture(scope="module")
 def renders(tmp_path_factory, request):
     """(overlay, components tuple) -> Render of kustomize build, for every combination the tests use."""
     if any(item.get_closest_marker("controlplane") for item in request.session.items
            if item.module is request.module):
-        request.getfixturevalue("plane_starting")
+        request.getfixturevalue("hardening_plane_starting")  # starts while the combinations render
     root = tmp_path_factory.mktemp("compose")
     jobs = []
     for overlay in OVERLAYS:
@@ -219,11 +204,11 @@ def test_the_harness_role_can_apply_every_kind_the_components_render(renders):
 # --- the real API server ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def api(renders, plane_starting):
+def api(renders, hardening_plane_starting):
     from apiserver_helpers import create_namespace
 
     try:
-        plane = plane_starting.result()
+        plane = hardening_plane_starting.result()
     except RuntimeError as err:
         pytest.fail(f"local control plane did not start: {err}", pytrace=False)
     kube = plane.kube("compose")
