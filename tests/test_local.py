@@ -22,8 +22,22 @@ def local(overlay: str) -> tuple[dict, dict, list[str]]:
     return original, config, [str(c) for c in changes]
 
 
+def builder(overlay: str) -> str:
+    _, original = serve_config_of(render_overlay(overlay))
+    return original["applications"][0]["import_path"]
+
+
+LOCAL_BUILDER = "ray.serve.llm:build_openai_app"
+
+
 @pytest.mark.parametrize("overlay", overlay_names())
 def test_every_overlay_keeps_names_routes_model_ids_and_runtime_env(overlay):
+    if builder(overlay) != LOCAL_BUILDER:
+        # data-parallel and prefill/decode builders need GPUs and NIXL: refused by name, not half-run
+        with pytest.raises(UserError, match=rf"import_path '{builder(overlay)}' cannot run locally; "
+                                            rf"`kuberay-llm local` runs {LOCAL_BUILDER} applications"):
+            local(overlay)
+        return
     original, config, _ = local(overlay)
     assert [(a["name"], a.get("route_prefix")) for a in config["applications"]] == \
         [(a["name"], a.get("route_prefix")) for a in original["applications"]]
