@@ -18,7 +18,7 @@ import time
 import yaml
 
 MARKER = ".kuberay-llm-download-complete"
-WAIT_SECONDS = 15
+WAIT_SECONDS = float(os.environ.get("MODEL_CACHE_POLL_SECONDS", "15"))  # how often `wait` looks
 
 
 def model_dirs(serve_config: str, root: str) -> list[str]:
