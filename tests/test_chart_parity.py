@@ -101,7 +101,7 @@ def test_parity_check_reports_a_drifted_worker_shape(tmp_path):
     values = tmp_path / "drifted.yaml"
     values.write_text((CHART / "ci" / "medium-values.yaml").read_text() + "gke:\n  machine: a3-high\n")
     diff = differences(comparable_rayservice(helm_template(values)), comparable_rayservice(kustomize_build("medium")))
-    assert ".spec.rayClusterConfig.workerGroupSpecs[0].template.metadata: only in the chart" in "\n".join(diff)
+    assert ".spec.rayClusterConfig.workerGroupSpecs[0].template.metadata.annotations.devices.gke.io/container.tcpx-daemon: only in the chart" in "\n".join(diff)
 
 
 def test_the_chart_default_image_is_the_base_image():
