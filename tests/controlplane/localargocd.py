@@ -306,9 +306,14 @@ class LocalArgoCD:
         for name in ("applicationset-controller", "application-controller", "repo-server", "redis"):
             LocalControlPlane._stop(self.procs.pop(name, None))
 
-    def logs(self, lines: int = 40) -> str:
-        return "\n".join(f"--- {name}.log\n{self.plane.log_tail(name, lines)}" for name in
-                         ("repo-server", "application-controller", "applicationset-controller"))
+    def logs(self, lines: int = 12, width: int = 400) -> str:
+        """The last warnings and errors of each Argo CD process (their info lines are mostly reconcile noise)."""
+        out = []
+        for name in ("repo-server", "application-controller", "applicationset-controller"):
+            text = self.plane.log_tail(name, 2000).splitlines()
+            picked = [line[:width] for line in text if "level=info" not in line][-lines:]
+            out.append(f"--- {name}.log (warnings and errors)\n" + "\n".join(picked))
+        return "\n".join(out)
 
     # -- reading Argo CD's state --------------------------------------------------------------------
 
@@ -353,34 +358,49 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-if __name__ == "__main__":  # `make argocd-local`: Argo CD syncing this checkout into a local control plane
-    plane = LocalControlPlane().start()
+def main() -> int:
+    """`make argocd-local`: Argo CD syncing a snapshot of this checkout into a fresh local control plane, until
+    Ctrl-C. The KubeRay operator Application is left out: no pod runs on this control plane, so the operator's
+    Deployment would never be Healthy and the root would wait on that wave forever (its CRDs are installed)."""
+    plane = LocalControlPlane()
+    server = argocd = None
     try:
+        plane.start()
         server = GitServer(plane).start()
         server.commit("point argocd/ at the local git daemon", lambda w: substitute_repo_url(w, server.url))
+        server.commit("no KubeRay operator Application: nothing runs its pods here",
+                      lambda w: (w / "argocd/kuberay-operator.yaml").unlink())
         argocd = LocalArgoCD(plane).start()
-        root = load_yaml_docs(server.work / "argocd" / "root.yaml")[0]
-        argocd.apply(root)
-        argocd_bin = argocd_binary()
-        print(f"""Argo CD {toolchain.pins()['ARGOCD_VERSION']} syncs {server.url} (a snapshot of this checkout)
-into the API server {plane.server}; logs in {plane.workdir}/*.log. Ctrl-C stops everything.
+        argocd.apply(load_yaml_docs(server.work / "argocd" / "root.yaml")[0])
+        kubectl = toolchain.bin_dir().parent / ".venv" / "bin" / "kubectl"
+        print(f"""
+Argo CD {toolchain.pins()['ARGOCD_VERSION']} (application-controller, repo-server, applicationset-controller) syncs
+{server.url}, a snapshot of this checkout, into the API server {plane.server}.
 
   export KUBECONFIG={argocd.kubeconfig}
-  {toolchain.bin_dir() / 'kubectl'} get applications -n argocd -w   # or: kubectl get applications -n argocd -w
-  {argocd_bin} admin app get-resources kuberay-llm  # see README "GitOps with Argo CD" for more
+  {kubectl} get applications -n argocd -w
+  {kubectl} get application -n argocd llm-small -o jsonpath='{{range .status.resources[*]}}{{.kind}}/{{.name}} {{.status}} {{.health.status}}: {{.health.message}}{{"\\n"}}{{end}}'
+  {kubectl} get rayservices -A
 
-Commit to {server.work} and `git push served main` to change what Argo CD syncs.""", flush=True)
+(`argocd app list --core` needs Argo CD's own pods to port-forward to; none run here, so use kubectl.)
+
+Commit in {server.work} and `git push served main` to change what Argo CD syncs.
+Logs: {plane.workdir}/*.log. Ctrl-C stops everything and deletes {plane.workdir}.""", flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         signal.pause()
     except KeyboardInterrupt:
         pass
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
     finally:
-        try:
-            argocd.stop()  # noqa: F821 - may not exist when start failed
-        except NameError:
-            pass
-        try:
-            server.stop()  # noqa: F821
-        except NameError:
-            pass
+        if argocd:
+            argocd.stop()
+        if server:
+            server.stop()
         plane.stop()
-    sys.exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -364,3 +364,48 @@ def test_an_overlay_cannot_create_a_cluster_role_binding(env):
     assert "resource rbac.authorization.k8s.io:ClusterRoleBinding is not permitted in project kuberay-llm" in \
         op["message"], op["message"]
     assert plane.kube().get("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/llm-small-admin") is None
+
+
+# --- the operator's CRDs -------------------------------------------------------------------------------------------
+
+def test_the_kuberay_crds_sync_only_server_side(env):
+    """Why argocd/kuberay-operator.yaml sets ServerSideApply=true: Argo CD's client-side apply stores the whole
+    object in the last-applied annotation, which the RayService CRD of the pinned KubeRay overflows. The CRD
+    comes from the pinned module (localcluster.kuberay_crd_dir), committed to the test's repository only, and
+    is synced by an Application of the test in the built-in project (the chart's repository is out of reach)."""
+    from localcluster import kuberay_crd_dir
+
+    plane, server, argocd = env
+
+    def add_crd(work):
+        # under another group, so it is a new object next to the installed ray.io one (same size)
+        crd = yaml.safe_load((kuberay_crd_dir() / "ray.io_rayservices.yaml").read_text())
+        crd["metadata"]["name"] = crd["metadata"]["name"].replace(".ray.io", ".ray.example.com")
+        crd["spec"]["group"] = "ray.example.com"
+        (work / "crds").mkdir()
+        (work / "crds" / "rayservices.yaml").write_text(yaml.safe_dump(crd))
+
+    revision = server.commit("the KubeRay RayService CRD, for the server-side apply test", add_crd)
+
+    def crd_app(name: str, options: list[str]) -> dict:
+        return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"project": "default",
+                         "source": {"repoURL": server.url, "targetRevision": "main", "path": "crds"},
+                         "destination": {"server": "https://kubernetes.default.svc"},
+                         "syncPolicy": {"automated": {}, "syncOptions": options}}}
+
+    argocd.apply(crd_app("crds-client-side", []))
+    op = argocd.wait_for("client-side apply of the CRD fails", lambda: (
+        o if (o := status(argocd.app("crds-client-side")).get("operationState") or {}).get("syncResult")
+        and "Too long" in o.get("message", "") + str(o["syncResult"].get("resources")) else None),
+        timeout=SYNC_TIMEOUT_S)
+    result = op["syncResult"]["resources"][0]
+    assert result["status"] == "SyncFailed"
+    assert result["message"] == ('CustomResourceDefinition.apiextensions.k8s.io "rayservices.ray.example.com" is '
+                                 "invalid: metadata.annotations: Too long: may not be more than 262144 bytes")
+    plane.kube().request("DELETE", f"{ARGO}/applications/crds-client-side")
+
+    argocd.apply(crd_app("crds-server-side", ["ServerSideApply=true"]))
+    app = synced_at(argocd, "crds-server-side", revision)
+    assert status(app)["operationState"]["phase"] == "Succeeded", status(app)["operationState"]
