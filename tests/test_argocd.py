@@ -124,9 +124,10 @@ def test_the_workloads_project_allows_exactly_the_kinds_the_repository_renders()
     allowed_namespaced = {(r["group"], r["kind"]) for r in spec["namespaceResourceWhitelist"]}
     allowed_cluster = {(r["group"], r["kind"]) for r in spec["clusterResourceWhitelist"]}
     kinds = rendered_kinds()
-    assert allowed_namespaced == {(g, k) for g, k, cluster in kinds if not cluster}
+    hint = "argocd/project.yaml must allow exactly the (group, kind)s overlays/ and manifests/components render"
+    assert allowed_namespaced == {(g, k) for g, k, cluster in kinds if not cluster}, hint
     # plus the Namespace CreateNamespace=true makes through this project
-    assert allowed_cluster == {(g, k) for g, k, cluster in kinds if cluster} | {("", "Namespace")}
+    assert allowed_cluster == {(g, k) for g, k, cluster in kinds if cluster} | {("", "Namespace")}, hint
     assert not {k for _, k in allowed_cluster | allowed_namespaced} & {
         "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "CustomResourceDefinition"}
 
