@@ -94,26 +94,41 @@ def test_each_project_allows_exactly_the_source_of_its_applications():
 
 
 def rendered_kinds() -> set[tuple[str, str, bool]]:
-    """(group, kind, cluster-scoped) of everything the overlays render and the components can add."""
+    """(group, kind, cluster-scoped) of everything the overlays render and each component adds, by kustomize:
+    every overlay, and every component on top of an overlay (local-cpu, or small where local-cpu refuses it)."""
+    import os
+    import tempfile
+
     from kuberay_llm import toolchain
 
     try:
         kustomize = toolchain.tool("kustomize")
     except Exception as exc:  # noqa: BLE001
         pytest.skip(str(exc))
+
+    def build(path: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([str(kustomize), "build", "--load-restrictor", "LoadRestrictionsNone", str(path)],
+                              capture_output=True, text=True, timeout=120, check=False)
+
     docs = []
     for overlay in sorted((REPO / "overlays").glob("*/kustomization.yaml")):
-        out = subprocess.run([str(kustomize), "build", str(overlay.parent)], capture_output=True, text=True,
-                             check=True, timeout=120).stdout
-        docs += [d for d in yaml.safe_load_all(out) if d]
-    for component in sorted((REPO / "manifests" / "components").glob("*/kustomization.yaml")):
-        spec = yaml.safe_load(component.read_text())
-        for name in spec.get("resources") or []:
-            docs += [d for d in yaml.safe_load_all((component.parent / name).read_text()) if d]
-        for generator, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
-            for gen in spec.get(generator) or []:
-                if (gen.get("options") or {}).get("annotations", {}).get("config.kubernetes.io/local-config") != "true":
-                    docs.append({"apiVersion": "v1", "kind": kind, "metadata": {}})
+        proc = build(overlay.parent)
+        assert proc.returncode == 0, f"{overlay.parent.name}: {proc.stderr}"
+        docs += [d for d in yaml.safe_load_all(proc.stdout) if d]
+    with tempfile.TemporaryDirectory() as tmp:
+        for component in sorted((REPO / "manifests" / "components").glob("*/kustomization.yaml")):
+            errors = []
+            for base in ("local-cpu", "small"):
+                (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump({
+                    "resources": [os.path.relpath(REPO / "overlays" / base, tmp)],
+                    "components": [os.path.relpath(component.parent, tmp)]}))
+                proc = build(Path(tmp))
+                if proc.returncode == 0:
+                    docs += [d for d in yaml.safe_load_all(proc.stdout) if d]
+                    break
+                errors.append(f"on {base}: {proc.stderr.strip()}")
+            else:
+                pytest.fail(f"component {component.parent.name} renders on no overlay: {errors}")
     cluster_scoped = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
                       "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"}
     return {(d["apiVersion"].rpartition("/")[0], d["kind"], d["kind"] in cluster_scoped) for d in docs}
