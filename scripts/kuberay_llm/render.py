@@ -98,7 +98,8 @@ def load_source(arg: str) -> Rendered:
 
 
 def object_name(obj: dict) -> str:
-    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name', '?')}"
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return f"{obj.get('kind')}/{metadata.get('name', '?')}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -63,6 +63,10 @@ def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | N
         return findings + [Finding(ERROR, rendered.source, "(none)", "(document)", "contains no Kubernetes object",
                                    "give a manifest with at least one object, or an overlay directory")]
     rejected = {f.obj for f in findings}
+    # A schema finding on a RayService whose name cannot be read (metadata not a mapping, no name) cannot be
+    # matched to its object: then no RayService of this source counts as accepted.
+    known = {f"RayService/{facts(o).name}" for o in rendered.objects if o.get("kind") == "RayService"}
+    unmatched = any(f.obj.startswith("RayService/") and f.obj not in known for f in findings)
     ctx = {
         "pinned_ray": pinned_ray(),
         "has_podmonitor": any(o.get("kind") == "PodMonitor" for o in rendered.objects),
@@ -80,7 +84,7 @@ def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | N
             serve_findings += serve_config.not_checked(rendered.source, rs)
         findings += serve_findings
         passed = set()
-        if name not in rejected:
+        if name not in rejected and not unmatched and rs.name != "?":
             passed.add(rules.CLUSTER)
         if rs.serve is not None and not any(f.severity == ERROR for f in serve_findings):
             passed.add(rules.SERVE)

@@ -130,6 +130,9 @@ def check(source: str, rs: RayServiceFacts) -> list[Finding]:
     models = _ray_models()
     findings = []
     app_fields = set(models["ServeApplicationSchema"].model_fields)
+    if isinstance(rs.serve.data, dict):  # Serve ignores unknown top-level keys silently
+        findings += _unknown(rs.serve.data, set(models["ServeDeploySchema"].model_fields), source, obj, ROOT,
+                             "serve config")
     for app in rs.serve.applications:
         if not isinstance(app.raw, dict):
             findings.append(Finding(ERROR, source, obj, app.path, f"is {type(app.raw).__name__}, not a mapping",
