@@ -354,7 +354,7 @@ fuzz: $(PREFLIGHT_DEPS) $(HELM) ## Generated bad input (5,000 cases, fixed seed)
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-plan bench-harness bench-validate ## Run every benchmark (offline).
+bench: bench-plan bench-harness bench-validate bench-cluster ## Run every benchmark (offline).
 
 .PHONY: bench-validate
 bench-validate: $(PREFLIGHT_DEPS) ## Validate-all time (`kuberay-llm validate`, every overlay; median of 3, wall and CPU).
@@ -363,6 +363,10 @@ bench-validate: $(PREFLIGHT_DEPS) ## Validate-all time (`kuberay-llm validate`, 
 .PHONY: bench-local
 bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~4 min; results/).
 	$(VENV)/bin/python -m kuberay_llm.local.bench
+
+.PHONY: bench-cluster
+bench-cluster: controlplane $(LOCAL_STAMP) ## On the local cluster (root): apply -> HEALTHY cold and warm Ray, status write -> wait verdict, DEPLOY_FAILED -> verdict (medians of 3).
+	$(VENV)/bin/python tests/controlplane/bench_localcluster.py
 
 .PHONY: bench-harness
 bench-harness: controlplane ## On the local control plane: HEALTHY detection of `kuberay-llm wait` vs `kubectl wait` (medians of 20), unschedulable-to-verdict time.

@@ -40,12 +40,14 @@ from kuberay_llm.cluster import kwok_config, network
 from kuberay_llm.errors import UserError
 
 NODES_FILE = Path(__file__).resolve().parents[1] / "data" / "local-cluster.yaml"
-START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_CLUSTER_START_TIMEOUT", "90"))
+START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_CLUSTER_START_TIMEOUT", "180"))
 STOP_TIMEOUT_S = 20.0
 API_PORT = 443
 NODE_IP = "127.0.0.1"  # kwok's kubelet API: the API server reaches it on loopback
 SERVICE_CIDR = "10.96.0.0/16"
 NODE_LEASE_S = 40
+# Every node in one zone, as cloud nodes carry it: components/one-zone keeps a tier's workers in one zone.
+ZONE_LABELS = {"topology.kubernetes.io/region": "local", "topology.kubernetes.io/zone": "local-a"}
 # Components in start order; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubelet",
               "ray-operator")
@@ -96,7 +98,7 @@ def node_objects() -> list[dict]:
             nodes.append({"name": name, "runs": pool["runs"], "capacity": pool["capacity"], "ip": NODE_IP,
                           "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
                                      "kubernetes.io/arch": "amd64", "kuberay-llm.local/runs": pool["runs"],
-                                     **pool.get("labels", {})},
+                                     **ZONE_LABELS, **pool.get("labels", {})},
                           "taints": pool.get("taints", [])})
     return nodes
 
@@ -180,6 +182,7 @@ class Cluster:
         self.save()
         try:
             self.state["host_ip"] = network.create_bridge(self.state["bridge"], pod_cidr)
+            network.add_unreachable(self.state["kwok_cidr"])
             self.save()
             self._credentials()
             self._start_etcd(binaries["etcd"])
@@ -238,17 +241,18 @@ class Cluster:
 
     def _wait(self, what: str, check, name: str | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
+        last = "not yet"
         while True:
             try:
                 if check():
                     return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                last = f"{type(exc).__name__}: {exc}"
             if name and not alive(self.state["pids"][name]["pid"], self.state["pids"][name]["binary"]):
                 raise UserError(f"{name} exited during start-up:\n{self.log_tail(name)}")
             if time.monotonic() > deadline:
-                raise UserError(f"{what} not ready after {START_TIMEOUT_S:.0f}s "
-                                f"(KUBERAY_LLM_CLUSTER_START_TIMEOUT):\n{self.log_tail(name) if name else ''}")
+                raise UserError(f"{what} not ready after {START_TIMEOUT_S:.0f}s (KUBERAY_LLM_CLUSTER_START_TIMEOUT); "
+                                f"last check: {last[:500]}\n{self.log_tail(name) if name else ''}")
             time.sleep(0.2)
 
     def log_tail(self, name: str, lines: int = 25) -> str:
@@ -343,15 +347,13 @@ class Cluster:
 
     def _create_nodes(self) -> None:
         kube = self.kube()
-        for node in self.state["nodes"]:
+        for node in self.state["nodes"]:  # with its capacity, as a kubelet registers its node: kwok copies it
             kube.request("POST", "/api/v1/nodes", body={
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": node["name"], "labels": node["labels"],
                              "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-                "spec": {"taints": node["taints"]}})
-            kube.request("PATCH", f"/api/v1/nodes/{node['name']}/status",
-                         body={"status": {"capacity": node["capacity"], "allocatable": node["capacity"]}},
-                         content_type="application/merge-patch+json")
+                "spec": {"taints": node["taints"]},
+                "status": {"capacity": node["capacity"], "allocatable": node["capacity"]}})
 
     def _wait_ready(self) -> None:
         kube = self.kube()
@@ -410,6 +412,8 @@ class Cluster:
                 stop_pid(pids[name]["pid"], pids[name]["binary"])
         if self.state.get("bridge"):
             network.delete_bridge(self.state["bridge"])
+        if self.state.get("kwok_cidr"):
+            network.delete_unreachable(self.state["kwok_cidr"])
         left = [n for n, p in pids.items() if alive(p["pid"], p["binary"])]
         if left:
             raise UserError(f"still running after stop: {', '.join(left)} (see {self.state_file})")

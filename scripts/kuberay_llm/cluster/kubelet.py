@@ -153,7 +153,8 @@ class Kubelet:
                 time.sleep(1)
 
     def observe(self, kind: str, pod: dict) -> None:
-        if pod["spec"].get("nodeName") not in self.nodes:
+        if pod["spec"].get("nodeName") not in self.nodes or \
+                (pod["metadata"].get("annotations") or {}).get(SIMULATE_ANNOTATION) == "true":
             return
         uid = pod["metadata"]["uid"]
         with self.lock:
@@ -231,8 +232,14 @@ class PodWorker(threading.Thread):
 
     def run(self) -> None:
         try:
-            if self.simulated():
+            if self.simulated():  # kwok runs its lifecycle from here on, deletion included
+                self.kubelet.forget(self.uid)
                 return
+        except Exception as exc:  # noqa: BLE001 - the API server restarting: the next event retries
+            log(f"{self.namespace}/{self.name}: {exc}")
+            self.kubelet.forget(self.uid)
+            return
+        try:
             self.setup()
             while not self.deleting.is_set():
                 try:

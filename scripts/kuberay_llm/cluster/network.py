@@ -87,6 +87,16 @@ def delete_bridge(name: str) -> None:
     ip("link", "del", name, check=False)
 
 
+def add_unreachable(network: str) -> None:
+    """Addresses nothing answers on (kwok's simulated pods): connecting fails at once instead of waiting out ARP,
+    so the API server's proxy and the operator's Serve calls to a simulated pod do not stall."""
+    ip("route", "add", "unreachable", network)
+
+
+def delete_unreachable(network: str) -> None:
+    ip("route", "del", "unreachable", network, check=False)
+
+
 def add_pod_netns(netns: str, bridge: str, address: str, prefixlen: int) -> None:
     """Namespace `netns` with lo up and eth0 = `address`, its peer plugged into `bridge`. No default route."""
     host_end = "v" + netns[-14:]  # interface names are at most 15 characters

@@ -121,8 +121,14 @@ class Assessor:
                                    _indent(message))
             state = app_status.get("status")
             if state == "DEPLOY_FAILED":
-                return Verdict(FAILED, f"application {app}{where} DEPLOY_FAILED: {_last_line(app_status.get('message'))}",
-                               _indent(app_status.get("message")))
+                # A failed rolling update says only "Failed to update the deployments [...]" on the application;
+                # Ray's cause is the last line of the failed deployment's message (seen on the local cluster).
+                failed = [(d, s.get("message")) for d, s in (app_status.get("serveDeploymentStatuses") or {}).items()
+                          if s.get("status") == "DEPLOY_FAILED" and s.get("message")]
+                causes = "".join(f"; {d}: {_last_line(m)}" for d, m in failed)
+                return Verdict(FAILED, f"application {app}{where} DEPLOY_FAILED: {_last_line(app_status.get('message'))}"
+                                       f"{causes}",
+                               _indent("\n".join([app_status.get("message") or "", *(m for _, m in failed)])))
             unhealthy = [f"{d}: {_last_line(s.get('message'))}" for d, s in
                          (app_status.get("serveDeploymentStatuses") or {}).items() if s.get("status") == "UNHEALTHY"]
             if state == "UNHEALTHY" or unhealthy:
@@ -151,7 +157,7 @@ class Assessor:
                     return Verdict(FAILED, f"pod {pod_name} container {cname} was OOMKilled (memory limit {limit}): "
                                            "raise the group's memory limit or lower max_model_len/max_num_seqs",
                                    _indent(seen.logs.get(f"{pod_name}/{cname}")))
-                if reason == "CrashLoopBackOff":
+                if reason == "CrashLoopBackOff" and container.get("restartCount", 0) >= settings.crashloop_restarts():
                     code = last.get("exitCode")
                     why = f"exit code {code}" + (f", {last.get('reason')}" if last.get("reason") else "")
                     logs = seen.logs.get(f"{pod_name}/{cname}") or ""

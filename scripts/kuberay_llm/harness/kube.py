@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import queue
 import threading
 import time
@@ -94,8 +95,10 @@ class Kube:
         configuration = client.Configuration()
         context_namespace, context_name = "default", "in-cluster"
         try:
-            config.load_kube_config(client_configuration=configuration)
-            _, active = config.list_kube_config_contexts()
+            # KUBECONFIG read now: the client reads it once, when kubernetes.config is first imported
+            kubeconfig = os.environ.get("KUBECONFIG") or None
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            _, active = config.list_kube_config_contexts(config_file=kubeconfig)
             context_name = active.get("name", "?")
             context_namespace = (active.get("context") or {}).get("namespace") or "default"
         except (ConfigException, OSError, TypeError) as kubeconfig_error:

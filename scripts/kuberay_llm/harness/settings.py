@@ -83,3 +83,12 @@ def log_lines() -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise UsageError(f"KUBERAY_LLM_LOG_LINES: {text!r} is not a positive whole number of lines (e.g. 20)")
     return int(text)
+
+
+def crashloop_restarts() -> int:
+    """Restarts after which a container in CrashLoopBackOff fails `wait`. A Ray worker restarts once, by itself,
+    when its raylet gives up on a slow dashboard agent (15 s in Ray 2.60) on a busy node: one is tolerated."""
+    text = os.environ.get("KUBERAY_LLM_CRASHLOOP_RESTARTS", "2")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageError(f"KUBERAY_LLM_CRASHLOOP_RESTARTS: {text!r} is not a positive whole number of restarts (e.g. 2)")
+    return int(text)
