@@ -269,3 +269,15 @@ def test_schema_validation_rejects(tmp_path, name, mutate, error):
     proc = kubeconform(bad)
     assert proc.returncode != 0
     assert error in proc.stdout, proc.stdout
+
+
+def test_make_argocd_refuses_a_version_the_wrapper_module_does_not_pin(tmp_path):
+    """The Makefile pin and hack/tools/argocd/go.mod must agree; the check runs before any build."""
+    gomod = (REPO / "hack/tools/argocd/go.mod").read_text().split()
+    pinned = gomod[gomod.index("github.com/argoproj/argo-cd/v3") + 1]
+    proc = subprocess.run(["make", "--no-print-directory", "argocd", "ARGOCD_VERSION=v0.0.1",
+                           f"LOCALBIN={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert (f"hack/tools/argocd/go.mod requires argo-cd/v3 {pinned} but the Makefile pins ARGOCD_VERSION=v0.0.1: "
+            "bump both") in proc.stderr, proc.stderr
+    assert not (tmp_path / "argocd-v0.0.1").exists()
