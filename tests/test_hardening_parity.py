@@ -120,7 +120,7 @@ def test_every_feature_at_once_on_a3_renders_the_same(overlay_copy):
 def test_the_parity_check_sees_a_drifted_security_context(overlay_copy):
     small = overlay_copy("small")
     add_components(small, "pod-security")
-    patch = small.parent.parent / "manifests/components/pod-security/security-context.yaml"
+    patch = small.parent.parent / "manifests/components/pod-security/values.yaml"
     patch.write_text(patch.read_text().replace("fsGroup: 100", "fsGroup: 1000"))
     with pytest.raises(AssertionError, match=r"headGroupSpec\.template\.spec\.securityContext\.fsGroup: chart 100 != "
                                              r"overlay 1000"):
