@@ -9,6 +9,7 @@ Rendering is in-process cached: each kustomize build runs once for the whole mod
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import dataclasses
 import functools
 import json
@@ -282,3 +283,34 @@ def test_the_api_server_refuses_what_preflight_calls_a_duplicate(api, renders):
     rayservice = next(o for o in result.objects if o["kind"] == "RayService")
     message = dry_run_create(api, "compose", rayservice)
     assert message and "Duplicate value" in message and "LD_LIBRARY_PATH" in message, message
+
+
+def test_components_reach_every_worker_group_not_just_the_first(tmp_path):
+    """A tier with two worker groups (built here from small) gets pod-security, model-cache and hf-token on both."""
+    two = tmp_path / "two-groups"
+    two.mkdir()
+    (two / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [str(Path("..") / Path(wrapper_overlay(tmp_path, "small", []).name))],
+        "patches": [{"target": {"kind": "RayService"}, "patch": yaml.safe_dump([{
+            "op": "add", "path": "/spec/rayClusterConfig/workerGroupSpecs/-",
+            "value": {"groupName": "spare", "replicas": 0, "minReplicas": 0, "maxReplicas": 1, "rayStartParams": {},
+                      "template": {"metadata": {"labels": {hardening.INSTANCE_LABEL: "llama-8b"}},
+                                   "spec": {"containers": [{"name": "ray-worker", "image": "rayproject/ray-llm:x"}]}}}}])}],
+    }))
+    wrapped = tmp_path / "on-two"
+    wrapped.mkdir()
+    (wrapped / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../two-groups"],
+        "components": [str(Path("..") / os.path.relpath(COMPONENTS_DIR / c, tmp_path))
+                       for c in ("pod-security", "model-cache", "hf-token")]}))
+    result = kustomize(wrapped)
+    assert result.returncode == 0, result.stderr
+    rayservice = next(o for o in _parse(result.stdout) if o["kind"] == "RayService")
+    for group in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        spec = group["template"]["spec"]
+        ray = next(c for c in spec["containers"] if c["name"] == "ray-worker")
+        assert ray["securityContext"]["allowPrivilegeEscalation"] is False, group["groupName"]
+        assert [e["name"] for e in ray["env"]].count("HF_TOKEN") == 1, group["groupName"]
+        assert {"name": "model-cache", "mountPath": "/models", "readOnly": True} in ray["volumeMounts"]
+        assert [c["name"] for c in spec["initContainers"]] == ["wait-for-model-cache"]
