@@ -297,3 +297,18 @@ def test_every_hardening_rule_is_registered(rule):
     from kuberay_llm.preflight import hardening, rules
 
     assert getattr(hardening, rule) in [r for r, _ in rules.RULES]
+
+
+def test_every_gpu_overlay_of_the_repository_has_the_network_policy():
+    from kuberay_llm import render
+    from kuberay_llm.preflight.hardening import rule_network_policy_on_gpu_tiers
+    from kuberay_llm.preflight.rayservice import facts
+
+    missing = []
+    for name in render.overlay_names():
+        rendered = render.render_overlay(name)
+        for obj in rendered.objects:
+            if obj["kind"] == "RayService":
+                missing += [str(f) for f in rule_network_policy_on_gpu_tiers(rendered.source, facts(obj),
+                                                                              {"objects": rendered.objects})]
+    assert not missing, "\n".join(missing)
