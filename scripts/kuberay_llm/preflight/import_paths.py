@@ -109,7 +109,8 @@ def check(source: str, rs: RayServiceFacts, ray_version: str) -> list[Finding]:
         if isinstance(app, dict) and isinstance(app.get("import_path"), str):
             found.append((f"serveConfigV2 applications[{a}].import_path", app["import_path"]))
     for entry in rs.llm_entries:
-        router = ((entry.config.get("deployment_config") or {}).get("request_router_config") or {})
+        deployment = entry.config.get("deployment_config")
+        router = deployment.get("request_router_config") if isinstance(deployment, dict) else None
         if isinstance(router, dict) and isinstance(router.get("request_router_class"), str):
             found.append((f"{entry.path}.deployment_config.request_router_config.request_router_class",
                           router["request_router_class"]))
