@@ -134,7 +134,12 @@ def main() -> int:
             watcher.start()
             results["cold"].append(apply_and_wait(cluster, watcher, namespace, overlay("base"), 0))
             print(f"run {run}: cold {results['cold'][-1]}", file=sys.stderr, flush=True)
+            before = kube.request("GET", f"/apis/ray.io/v1/namespaces/{namespace}/rayservices/{NAME}")
             results["warm"].append(apply_and_wait(cluster, watcher, namespace, overlay("seqs4", engine(4)), 0))
+            after = kube.request("GET", f"/apis/ray.io/v1/namespaces/{namespace}/rayservices/{NAME}")
+            if after["status"]["activeServiceStatus"]["rayClusterName"] != \
+                    before["status"]["activeServiceStatus"]["rayClusterName"]:
+                sys.exit("a serve-config-only change started a new Ray cluster: not an in-place update")
             print(f"run {run}: warm {results['warm'][-1]}", file=sys.stderr, flush=True)
             results["failed"].append(apply_and_wait(cluster, watcher, namespace, overlay("missing", missing_model), 1))
             print(f"run {run}: deploy-failed {results['failed'][-1]}", file=sys.stderr, flush=True)

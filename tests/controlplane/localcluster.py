@@ -25,48 +25,35 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
-from kuberay_llm import toolchain  # noqa: E402
-
 ADMIN_TOKEN = "admin-token-for-the-local-control-plane"
 START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_CONTROLPLANE_START_TIMEOUT", "60"))
 
 
 def binary(name: str, version_key: str) -> Path:
-    version = toolchain.pins().get(version_key)
-    if version is None:
-        raise RuntimeError(f"Makefile: no {version_key} pin")
-    path = toolchain.bin_dir() / f"{name}-{version}"
-    if not path.exists():
-        raise RuntimeError(f"{path} is missing: run `make controlplane` (builds etcd, kube-apiserver and the "
-                           "KubeRay operator into ./bin; `make test` does it first)")
-    return path
+    """The pinned binary from ./bin; one lookup for this control plane and `kuberay-llm cluster`."""
+    from kuberay_llm.cluster import controlplane
+    from kuberay_llm.errors import UserError
 
-
-def etcd_version() -> str:
-    """The etcd pin lives in hack/tools/etcd/go.mod (the Makefile reads it from there too)."""
-    for line in (REPO_ROOT / "hack/tools/etcd/go.mod").read_text().splitlines():
-        if line.startswith("require go.etcd.io/etcd/server/v3 "):
-            return line.split()[-1]
-    raise RuntimeError("hack/tools/etcd/go.mod: no go.etcd.io/etcd/server/v3 requirement")
+    try:
+        return controlplane.binary(name)
+    except (UserError, KeyError) as err:
+        raise RuntimeError(str(err) if isinstance(err, UserError) else f"Makefile: no {version_key} pin") from None
 
 
 def etcd_binary() -> Path:
-    path = toolchain.bin_dir() / f"etcd-{etcd_version()}"
-    if not path.exists():
-        raise RuntimeError(f"{path} is missing: run `make controlplane` (builds etcd, kube-apiserver and the "
-                           "KubeRay operator into ./bin; `make test` does it first)")
-    return path
+    return binary("etcd", "ETCD_VERSION")
 
 
 def kuberay_crd_dir() -> Path:
     """config/crd/bases of the pinned KubeRay module in the Go module cache (never copied into the repo)."""
-    version = toolchain.pins()["KUBERAY_VERSION"]
-    proc = subprocess.run(["go", "mod", "download", "-json", f"github.com/ray-project/kuberay/ray-operator@{version}"],
-                          capture_output=True, text=True, timeout=300, check=False, cwd=tempfile.gettempdir())
-    info = json.loads(proc.stdout or "{}")
-    if not info.get("Dir"):
-        raise RuntimeError(f"go mod download of the KubeRay module failed: {info.get('Error') or proc.stderr.strip()}")
-    return Path(info["Dir"]) / "config/crd/bases"
+    from kuberay_llm.cluster import controlplane
+    from kuberay_llm.errors import UserError
+
+    try:
+        return controlplane.module_dir("github.com/ray-project/kuberay/ray-operator", "KUBERAY_VERSION") / \
+            "config/crd/bases"
+    except UserError as err:
+        raise RuntimeError(str(err)) from None
 
 
 def free_port() -> int:

@@ -208,12 +208,17 @@ def start(name: str, netns: str, spec: dict, spec_path: Path, log_path: Path) ->
     container = ContainerProcess(name=name, proc=proc, log_path=log_path, env=spec["env"])
     lock = threading.Lock()
     log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed by the last reader thread
+    open_streams = [2]
 
     def pump(stream, stream_name: bytes) -> None:
         for line in iter(stream.readline, b""):
             with lock:
                 log.write(cri_timestamp().encode() + b" " + stream_name + b" F " + line.rstrip(b"\n") + b"\n")
         stream.close()
+        with lock:
+            open_streams[0] -= 1
+            if not open_streams[0]:
+                log.close()
 
     for stream, stream_name in ((proc.stdout, b"stdout"), (proc.stderr, b"stderr")):
         thread = threading.Thread(target=pump, args=(stream, stream_name), daemon=True, name=f"log-{name}")
