@@ -4,6 +4,8 @@ model_source. The real path runs in tests/controlplane/test_localcluster.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -96,7 +98,9 @@ def test_every_worker_group_has_a_node_pool_that_fits(overlay):
             f"{overlay}: worker group {group['groupName']} ({selector}, {wants}) fits on {fits}"
 
 
-def test_tiny_overlay_changes_only_model_source(tmp_path):
+def test_tiny_overlay_changes_only_model_source_and_mounts_the_model(tmp_path):
+    from kuberay_llm.cluster.tiny_overlay import VOLUME
+
     original = render_overlay("local-cpu")
     tiny = render_overlay(str(tiny_overlay("local-cpu", tmp_path / "tiny")))
     before = {(o["kind"], o["metadata"]["name"]): o for o in original.objects}
@@ -105,9 +109,19 @@ def test_tiny_overlay_changes_only_model_source(tmp_path):
     key = ("RayService", "local-cpu-llm")
     old_config = yaml.safe_load(before[key]["spec"].pop("serveConfigV2"))
     new_config = yaml.safe_load(after[key]["spec"].pop("serveConfigV2"))
-    assert before == after
     new_loading = new_config["applications"][0]["args"]["llm_configs"][0]["model_loading_config"]
     old_loading = old_config["applications"][0]["args"]["llm_configs"][0]["model_loading_config"]
-    assert new_loading["model_source"].endswith(tuple("0123456789abcdef")) and "tiny-llama-" in new_loading["model_source"]
+    model = Path(new_loading["model_source"])
+    assert model.name.startswith("tiny-llama-") and (model / "config.json").is_file()
     old_loading["model_source"] = new_loading["model_source"]
     assert old_config == new_config
+    cluster = after[key]["spec"]["rayClusterConfig"]
+    for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:
+        spec = group["template"]["spec"]
+        assert spec["volumes"].pop() == {"name": VOLUME, "hostPath": {"path": str(model.parent), "type": "Directory"}}
+        mounts = spec["containers"][0]["volumeMounts"]
+        assert mounts.pop() == {"name": VOLUME, "mountPath": str(model.parent), "readOnly": True}
+        for field, container in (("volumes", spec), ("volumeMounts", spec["containers"][0])):
+            if not container[field]:
+                del container[field]  # the overlay had none: the list was added for the model
+    assert before == after

@@ -7,7 +7,8 @@ the status), `ray start` for the head and the worker (Ray 2.60 from .venv), Ray 
 build, the harness's HTTP and port-forward traffic (API server -> kwok's kubelet API -> the pod IP).
 Simulated, because there is no GPU or image registry here: the GPU nodes and the pods bound to them (kwok),
 the container image (the pods run .venv's Ray on this machine's file system), and the model (the offline
-tiny random-weight Llama replaces model_source: cluster/tiny_overlay.py changes nothing else).
+tiny random-weight Llama replaces model_source, its directory mounted read-only: cluster/tiny_overlay.py
+changes nothing else).
 
 Needs root (network, mount and PID namespaces, veth pairs), as on CI. Tests run in file order and share
 one cluster and one RayService; each prints its timings.

@@ -407,6 +407,20 @@ class PodWorker(threading.Thread):
                 size = str(int(parse_quantity(empty["sizeLimit"]))) if empty.get("sizeLimit") else "50%"
                 self.volumes[name] = {"dir": str(target), "tmpfs": size if empty.get("medium") == "Memory" else None}
                 continue
+            if "hostPath" in volume:  # this machine is the node: its path, as a kubelet binds it
+                host = volume["hostPath"]
+                kind = host.get("type") or ""
+                if kind == "DirectoryOrCreate":
+                    Path(host["path"]).mkdir(parents=True, exist_ok=True)
+                elif kind == "Directory" and not Path(host["path"]).is_dir():
+                    raise containers.ConfigError(f'MountVolume.SetUp failed for volume "{name}" : hostPath type '
+                                                 f'check failed: {host["path"]} is not a directory')
+                elif kind not in ("", "Directory"):
+                    raise containers.ConfigError(f'volume "{name}": hostPath type {kind} is not supported by the '
+                                                 "local kubelet (Directory, DirectoryOrCreate and unset are)")
+                target.rmdir()
+                self.volumes[name] = {"dir": host["path"], "tmpfs": None}
+                continue
             files: dict[str, str] = {}
             if "configMap" in volume or "secret" in volume:
                 files = self.source_files(volume)
@@ -424,7 +438,7 @@ class PodWorker(threading.Thread):
             else:
                 kind = next((k for k in volume if k != "name"), "unknown")
                 raise containers.ConfigError(f'volume "{name}": {kind} volumes are not supported by the local '
-                                             "kubelet (emptyDir, configMap, secret, downwardAPI and projected are)")
+                                             "kubelet (emptyDir, hostPath, configMap, secret, downwardAPI and projected are)")
             for rel, content in files.items():
                 path = target / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
