@@ -125,3 +125,17 @@ def test_tiny_overlay_changes_only_model_source_and_mounts_the_model(tmp_path):
             if not container[field]:
                 del container[field]  # the overlay had none: the list was added for the model
     assert before == after
+
+
+def test_not_root_is_refused_with_what_it_needs(monkeypatch, tmp_path):
+    from kuberay_llm.cluster import network
+    from kuberay_llm.cluster.controlplane import Cluster
+    from kuberay_llm.errors import UserError
+
+    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
+    with pytest.raises(UserError, match=r"^the local cluster needs root: it creates a network namespace and a veth "
+                                        r"pair per pod, a bridge, and mount/PID namespaces for each container "
+                                        r"\(CAP_NET_ADMIN and CAP_SYS_ADMIN\)\. Run it as root \(e\.g\. `sudo make "
+                                        r"cluster`\)$"):
+        Cluster(tmp_path).up()
+    assert list(tmp_path.iterdir()) == []  # refused before writing anything
