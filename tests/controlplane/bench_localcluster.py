@@ -43,10 +43,14 @@ class Watcher(threading.Thread):
         self.kube, self.namespace = kube, namespace
         self.healthy_at: float | None = None
         self.failed_at: float | None = None
+        self.changing = False
         self.stop = threading.Event()
 
     def reset(self) -> None:
+        # After a serve-config change KubeRay writes the new observedGeneration while the applications still
+        # show the old config RUNNING: healthy counts only once they have been seen leaving RUNNING.
         self.healthy_at = self.failed_at = None
+        self.changing = False
 
     def run(self) -> None:
         path = f"/apis/ray.io/v1/namespaces/{self.namespace}/rayservices"
@@ -69,7 +73,10 @@ class Watcher(threading.Thread):
         app = ((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}).get("llm_app") or {}
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
         deployments = {d.get("status") for d in (app.get("serveDeploymentStatuses") or {}).values()}
-        if self.healthy_at is None and ready and app.get("status") == "RUNNING" and deployments == {"HEALTHY"}:
+        serving = ready and app.get("status") == "RUNNING" and deployments == {"HEALTHY"}
+        if not serving:
+            self.changing = True
+        if self.healthy_at is None and serving and self.changing:
             self.healthy_at = now
         if self.failed_at is None and app.get("status") == "DEPLOY_FAILED":
             self.failed_at = now
@@ -105,6 +112,12 @@ def apply_and_wait(cluster: Cluster, watcher: Watcher, namespace: str, source: P
     code, _, out = cli(cluster, "apply", str(source), "-n", namespace, "--force-conflicts")
     if code != 0:
         sys.exit(f"apply failed: {out}")
+    # Right after a serve-config change KubeRay reports the new generation with the old applications still
+    # RUNNING, and `wait` would take that for healthy: start it once the change shows.
+    while not watcher.changing:
+        if time.monotonic() - start > 120:
+            sys.exit("the serve-config change never showed in the RayService's status")
+        time.sleep(0.2)
     code, ended, out = cli(cluster, "wait", NAME, "-n", namespace, "--timeout", WAIT_TIMEOUT)
     if code != expect:
         sys.exit(f"wait exit {code}, expected {expect}:\n{out[-3000:]}")
