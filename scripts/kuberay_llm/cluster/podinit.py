@@ -108,6 +108,9 @@ def main(spec_path: str) -> None:
     mount("tmpfs", spec["scratch"], "tmpfs", 0, "mode=0700")
     scratch = held(spec["scratch"])
     tmp, home_source = held(spec["tmp"]), held(home)
+    # The checkout (its .venv: Python, Ray, vLLM) may itself live under this machine's /tmp, as a CI clone can.
+    repo = str(Path(__file__).resolve().parents[3])
+    repo_source = held(repo)
     files = {target: held(source) for target, source in spec["files"].items() if os.path.exists(target)}
     sources = [held(m["source"]) if not m.get("tmpfs") else "" for m in spec["mounts"]]
     socket.sethostname(spec["hostname"])
@@ -118,6 +121,9 @@ def main(spec_path: str) -> None:
     if not os.path.isdir(home):  # HOME lived under this machine's /tmp: put it back at its path
         os.makedirs(home)
         bind(home_source, home)
+    if not os.path.isdir(repo):  # the checkout lived under this machine's /tmp: put it back at its path
+        os.makedirs(repo)
+        bind(repo_source, repo, recursive=True)
     for m, source in zip(spec["mounts"], sources):
         if m.get("directory", True):
             target = overlays.ensure_dir(m["target"])
