@@ -63,7 +63,12 @@ class Watcher(threading.Thread):
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self.observe(obj)
             except Exception:  # noqa: BLE001 - re-list and go on (410, API server restart)
-                version = self.kube.request("GET", path)["metadata"]["resourceVersion"]
+                if self.stop.wait(0.5):
+                    return
+                try:
+                    version = self.kube.request("GET", path)["metadata"]["resourceVersion"]
+                except Exception:  # noqa: BLE001 - the cluster may be going down
+                    continue
 
     def observe(self, obj: dict) -> None:
         status = obj.get("status") or {}
