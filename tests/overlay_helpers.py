@@ -19,3 +19,12 @@ def edit_yaml(path: Path, change) -> None:
 def llm_config(overlay: Path) -> tuple[Path, callable]:
     """(serve-config.yaml path, accessor of its first llm_config) of an overlay copy."""
     return overlay / "serve-config.yaml", lambda data: data["applications"][0]["args"]["llm_configs"][0]
+
+
+def validate(capsys, *args) -> tuple[int, str]:
+    """`kuberay-llm validate ARGS` in this process: (exit code, stdout + stderr)."""
+    from kuberay_llm import cli
+
+    code = cli.main(["validate", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out + out.err

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 import yaml
 
-from overlay_helpers import edit_yaml, llm_config
+from overlay_helpers import edit_yaml, llm_config, validate
 from test_chart_parity import CHART, RELEASE, _tool
-from kuberay_llm import cli, render
+from kuberay_llm import render
 from kuberay_llm.plan.catalog import find_model, model_names
 from kuberay_llm.plan.checkpoint import checkpoint_bytes
 
@@ -53,11 +53,6 @@ PUBLISHED_CHECKPOINT_BYTES = {
 
 ONE_ZONE_LINE = "  - ../../manifests/components/one-zone\n"
 
-
-def validate(capsys, *paths) -> tuple[int, str]:
-    code = cli.main(["validate", *map(str, paths)])
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def rayservice(name: str) -> dict:

@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from overlay_helpers import REPO, edit_yaml, llm_config
-from kuberay_llm import cli, render
+from overlay_helpers import REPO, edit_yaml, llm_config, validate
+from kuberay_llm import render
 
 OVERLAYS = render.overlay_names()
 
-
-def validate(capsys, *paths) -> tuple[int, str]:
-    code = cli.main(["validate", *map(str, paths)])
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def test_every_overlay_passes(capsys):

@@ -9,19 +9,13 @@ import re
 import pytest
 import yaml
 
-from overlay_helpers import REPO, edit_yaml, llm_config
-from kuberay_llm import cli
+from overlay_helpers import REPO, edit_yaml, llm_config, validate
 from kuberay_llm.preflight import images
 
 # The tag every GPU tier named before: Ray never published a py311/cu128 ray-llm image for 2.56+.
 OLD_TAG = "2.60.0-py311-cu128"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
-
-def validate(capsys, *args) -> tuple[int, str]:
-    code = cli.main(["validate", *map(str, args)])
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def base_tag() -> str:

@@ -10,17 +10,11 @@ import inspect
 import pytest
 import yaml
 
-from kuberay_llm import cli
 from kuberay_llm.preflight import serving_patterns
-from overlay_helpers import REPO, edit_yaml, llm_config
+from overlay_helpers import REPO, edit_yaml, llm_config, validate
 
 ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
 
-
-def validate(capsys, *paths) -> tuple[int, str]:
-    code = cli.main(["validate", *map(str, paths)])
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def with_components(overlay_copy, base: str, *components: str, name: str = "with-components"):
