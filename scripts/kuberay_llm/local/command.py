@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from kuberay_llm import toolchain
+from kuberay_llm import serveconfig, smoke, toolchain
 from kuberay_llm.errors import ToolMissing, UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.serve_config import llm_configs_of, localize, serve_config_of
@@ -46,18 +46,37 @@ def require_stack() -> None:
 
 def prepare(overlay: str, work_dir: Path) -> tuple[dict, list, list[str]]:
     """(serve config to submit, replacements, application names) for `overlay`, with the tiny model ready."""
-    from kuberay_llm.local.tiny_model import ensure_tiny_model
-
     rendered = render_overlay(overlay)
     service, config = serve_config_of(rendered)
-    model = ensure_tiny_model(work_dir)
-    local_config, changes = localize(config, model_path=str(model), kv_cache_bytes=KV_CACHE_BYTES)
+    model = tiny_model_of(work_dir)
+    local_config, changes = localize(config, model_path=model, kv_cache_bytes=KV_CACHE_BYTES)
     print(f"{rendered.source}: RayService/{service}, applications: "
           + ", ".join(a.get("name", "default") for a in local_config["applications"]))
     print(f"replaced {len(changes)} value(s) that cannot run on this machine:")
     for change in changes:
         print(f"  {change}")
     return local_config, changes, [a.get("name", "default") for a in local_config["applications"]]
+
+
+def tiny_model_of(work_dir: Path):
+    """localize's model_path: each LLMConfig gets the tiny model of its kind (smoke.kind_of, read from its
+    engine_kwargs): a Qwen2.5-VL for vision, a Qwen3 for hybrid reasoning, a Llama otherwise."""
+    from kuberay_llm.local.tiny_model import TINY_MODELS, architecture_for, ensure_tiny_model
+
+    def model_for(llm: dict) -> tuple[str, str]:
+        entry = serveconfig.LLMEntry("", 0, 0, "", llm)
+        try:
+            architecture = architecture_for(smoke.kind_of(entry))
+        except UserError as err:
+            raise UserError(f"model {entry.model_id}: {err}") from None
+        return str(ensure_tiny_model(work_dir, architecture)), TINY_MODELS[architecture]
+
+    return model_for
+
+
+def kinds_of(config: dict) -> dict[str, smoke.Kind]:
+    """model id -> its kind, read from the localized config (it keeps every engine_kwarg a kind comes from)."""
+    return {e.model_id: smoke.kind_of(e) for e in serveconfig.from_data(config).llm_entries if e.model_id}
 
 
 def model_ids(config: dict) -> list[str]:
@@ -111,15 +130,16 @@ def run(args: argparse.Namespace) -> int:
         print("PUT /api/serve/applications/ (as the KubeRay operator does); waiting for RUNNING ...", flush=True)
         seconds = deploy(head, config, apps, sample_memory)
         print(f"ready in {seconds:.0f}s")
-        from kuberay_llm import smoke
-
+        kinds = kinds_of(config)
         for model_id in model_ids(config):
-            print(f"== smoke test {model_id}")
+            kind = kinds.get(model_id, smoke.TEXT)
+            print(f"== smoke test {model_id}: {kind.describe()}")
             # The tiny model is slow on CPU and its text is random: few tokens say as much as many.
-            result = smoke.check_model(head.serve_url, model_id, max_tokens=16)
+            result = smoke.check_model(head.serve_url, model_id, kind=kind, max_tokens=16)
             sample_memory()
             print(f"smoke test {model_id} passed: chat {result.completion_tokens} tokens in "
-                  f"{result.chat_seconds:.1f}s: {result.reply!r}; stream {result.stream_chunks} chunks")
+                  f"{result.chat_seconds:.1f}s: {result.reply!r}; stream {result.stream_chunks} chunks; "
+                  f"{len(result.checks)} {kind.name} checks ok")
         print(f"peak memory of the local stack: {sample_memory() / 2**30:.1f} GiB")
         keep = args.keep
     finally:

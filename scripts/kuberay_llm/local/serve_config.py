@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from kuberay_llm import serveconfig
 from kuberay_llm.errors import UserError
@@ -68,7 +68,8 @@ def llm_configs_of(app: dict) -> list[dict]:
     return configs
 
 
-def localize(serve_config: dict, *, model_path: str, kv_cache_bytes: int) -> tuple[dict, list[Replacement]]:
+def localize(serve_config: dict, *, model_path: str | Callable[[dict], tuple[str, str]],
+             kv_cache_bytes: int) -> tuple[dict, list[Replacement]]:
     """A copy of `serve_config` that runs here, and the list of replacements made (in order)."""
     config = copy.deepcopy(serve_config)
     changes: list[Replacement] = []
@@ -102,10 +103,12 @@ def localize(serve_config: dict, *, model_path: str, kv_cache_bytes: int) -> tup
         for i, llm in enumerate(llm_configs_of(app)):
             where = f"{name}: llm_configs[{i}]"
             loading = llm.setdefault("model_loading_config", {})
-            change(f"{where}.model_loading_config", loading, "model_source", model_path,
-                   "no model hub here: tiny random-weight Llama generated offline")
+            # model_path: one directory, or llm_config -> (directory, what it is): the tiny model of its kind
+            path, what = model_path(llm) if callable(model_path) else (model_path, "a tiny random-weight Llama")
+            change(f"{where}.model_loading_config", loading, "model_source", path,
+                   f"no model hub here: {what} generated offline")
             if "tokenizer_source" in loading:
-                change(f"{where}.model_loading_config", loading, "tokenizer_source", model_path,
+                change(f"{where}.model_loading_config", loading, "tokenizer_source", path,
                        "the tiny model's own tokenizer")
             change(where, llm, "accelerator_type", _REMOVED, "no GPU here")
             change(where, llm, "accelerator_config", {"kind": "cpu"}, "vLLM's CPU backend")
