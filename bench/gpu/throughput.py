@@ -222,26 +222,50 @@ def mode_ray(cfg: dict, tokenizer: str, res: str, deadline: float, ht: bool) -> 
 
 
 def report(rows_path: str, json_path: str, png_path: str) -> None:
-    """The measured rows as one JSON document (ratios to standalone vLLM per level) and a PNG of the sweeps."""
+    """The measured rows as one JSON document and a PNG of the sweeps. A mode may have run more than once (the
+    rows are kept in order, each with its own date); `summary` gives, per mode and concurrency, the median over
+    its runs and the ratio to the median standalone vLLM output tokens/s of the same file."""
+    import statistics
+
     from kuberay_llm.loadgen import plot
 
     rows = [json.loads(line) for line in open(rows_path)]
-    by_mode = {r["mode"]: r for r in rows if r.get("sweep")}
-    base = {lv["concurrency"]: lv for lv in by_mode["vllm"]["sweep"]["levels"]}
-    for row in by_mode.values():
+    runs = [r for r in rows if r.get("sweep")]
+    by_mode: dict[str, list[dict]] = {}
+    for row in runs:
+        by_mode.setdefault(row["mode"], []).append(row)
+
+    def median(mode: str, concurrency: int, key: str) -> float:
+        return statistics.median(lv[key] for r in by_mode[mode] for lv in r["sweep"]["levels"]
+                                 if lv["concurrency"] == concurrency)
+
+    levels = [lv["concurrency"] for lv in runs[0]["sweep"]["levels"]]
+    base = {c: median("vllm", c, "output_throughput") for c in levels}
+    for row in runs:
         for lv in row["sweep"]["levels"]:
-            lv["output_throughput_vs_vllm"] = round(lv["output_throughput"] / base[lv["concurrency"]]["output_throughput"], 3)
+            lv["output_throughput_vs_vllm"] = round(lv["output_throughput"] / base[lv["concurrency"]], 3)
+    summary = {mode: {"runs": len(rs), "startup_s": [r.get("startup_s") for r in rs], "levels": [
+        {"concurrency": c, "output_throughput": round(median(mode, c, "output_throughput"), 1),
+         "output_throughput_vs_vllm": round(median(mode, c, "output_throughput") / base[c], 3),
+         "p50_ttft_ms": round(median(mode, c, "p50_ttft_ms"), 1), "p99_ttft_ms": round(median(mode, c, "p99_ttft_ms"), 1),
+         "p50_tpot_ms": round(median(mode, c, "p50_tpot_ms"), 2), "p99_tpot_ms": round(median(mode, c, "p99_tpot_ms"), 2)}
+        for c in levels]} for mode, rs in by_mode.items()}
     doc = {"what": "Ray Serve LLM vs standalone vLLM, same engine and load (bench/gpu/throughput.py)",
-           "environment": rows[0]["environment"], "tier": "overlays/small/serve-config.yaml",
-           "modes": list(by_mode.values())}
+           "environment": runs[0]["environment"], "tier": "overlays/small/serve-config.yaml",
+           "summary": summary, "modes": runs}
     with open(json_path, "w") as f:
         json.dump(doc, f, indent=1, default=str)
         f.write("\n")
-    env = rows[0]["environment"]
+    env = runs[0]["environment"]
     names = {"vllm": "vllm serve", "ray": "Ray Serve LLM", "ray-ht": "Ray Serve LLM, high-throughput env"}
-    plot.plot([(f"{names.get(m, m)} (startup {r.get('startup_s')} s)", r["sweep"]) for m, r in by_mode.items()],
-              png_path, title=f"Llama-3.1-8B (random weights), small tier engine settings, 1 x {env['gpu']}, "
-                              f"vLLM {env['vllm']}, Ray {env['ray']}: 512 in / 256 out tokens")
+    curves = []
+    for mode, rs in by_mode.items():
+        for i, r in enumerate(rs, 1):
+            run = f" run {i}" if len(rs) > 1 else ""
+            curves.append((f"{names.get(mode, mode)}{run} (startup {r.get('startup_s')} s)", r["sweep"]))
+    plot.plot(curves, png_path,
+              title=f"Llama-3.1-8B (random weights), small tier engine settings, 1 x {env['gpu']}, "
+                    f"vLLM {env['vllm']}, Ray {env['ray']}: 512 in / 256 out tokens")
 
 
 def main(argv: list[str]) -> int:
