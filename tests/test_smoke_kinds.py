@@ -94,8 +94,8 @@ def test_the_image_is_a_valid_png_of_the_stated_size():
 class Server:
     """An OpenAI chat server; `reply(request) -> (content, reasoning)` or raises Reject(status, message)."""
 
-    def __init__(self, reply, reasoning_field: str = "reasoning"):
-        self.reply, self.field, self.requests = reply, reasoning_field, []
+    def __init__(self, reply, reasoning_field: str = "reasoning", image_tokens: int = 6):
+        self.reply, self.field, self.requests, self.image_tokens = reply, reasoning_field, [], image_tokens
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -134,10 +134,11 @@ class Server:
                     return
                 message = {"role": "assistant", "content": content, server.field: reasoning}
                 tokens = len((content or "") + (reasoning or "")) // 3
+                prompt = 9 + server.image_tokens * len(images_of(request))
                 self.send(200, {"id": "c", "object": "chat.completion", "created": 0, "model": MODEL,
                                 "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
-                                "usage": {"prompt_tokens": 9, "completion_tokens": tokens,
-                                          "total_tokens": 9 + tokens}})
+                                "usage": {"prompt_tokens": prompt, "completion_tokens": tokens,
+                                          "total_tokens": prompt + tokens}})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
@@ -235,8 +236,17 @@ def test_vision_sends_the_png_as_a_data_url_and_passes_on_an_answer():
 
     result, _ = serve_and_check(reply, smoke.Kind(None, True))
     assert seen == [smoke.png()]
-    assert result.checks[-1] == ("ok vision: chat completion with a 56x56 PNG (image_url data URL) answers: 9 prompt "
-                                 "tokens, 4 completion tokens in " + result.checks[-1].split(" in ")[1])
+    assert result.checks[-1].startswith("ok vision: chat completion with a 56x56 PNG (image_url data URL) answers, "
+                                        "its prompt longer than without the image: 15 prompt tokens (+6 for the "
+                                        "image), 4 completion tokens in ")
+
+
+def test_vision_fails_when_the_image_adds_no_prompt_tokens():
+    """A server that answers but dropped the image (a chat template without image parts) is caught."""
+    with pytest.raises(Failed) as err:
+        serve_and_check(lambda request: ("a reply", None), smoke.Kind(None, True), image_tokens=0)
+    assert "answers, its prompt longer than without the image: 9 prompt tokens (+0 for the image)" in str(err.value)
+    assert str(err.value).endswith("(the image added no prompt tokens: it did not reach the model)")
 
 
 def test_vision_fails_with_the_server_s_words_when_it_refuses_images():

@@ -10,7 +10,8 @@ model's kind, which the serve config says (`kind_of`, read from the LLMConfig's 
 - gpt-oss (`reasoning_parser: openai_gptoss`, the Harmony format): the chat completion must carry the analysis
   channel in the reasoning field.
 - vision (`limit_mm_per_prompt` allows images, or the catalog's model has a vision tower): one chat completion
-  with a PNG the test draws itself, sent as an `image_url` data URL, must answer.
+  with a PNG the test draws itself, sent as an `image_url` data URL, must answer, and its prompt must count more
+  tokens than the same words without the image (the image's placeholder tokens: proof it reached the model).
 
 Every check prints one line: `ok|FAILED <kind>: <what was checked>: <what came back>`. The same criteria hold for a
 RayService and on CPU; they are chosen to be met by a real model and by the random tiny models of
@@ -307,11 +308,17 @@ def check_model(base_url: str, model_id: str, *, kind: Kind = TEXT, max_tokens: 
 
         if kind.vision:
             step[0] = "chat completion with an image"
+            *_, text_prompt_tokens, _ = chat([{"role": "user", "content": IMAGE_PROMPT}])
             content, reasoning, tokens, prompt_tokens, seconds = chat([image_message()])
-            verdict(f"chat completion with a {IMAGE_SIDE}x{IMAGE_SIDE} PNG (image_url data URL) answers",
-                    bool(content or reasoning) and tokens >= 1,
-                    f"{prompt_tokens} prompt tokens, {tokens} completion tokens in {seconds:.1f}s: "
-                    f"{shown(content or reasoning)!r}")
+            # The same words with and without the image: the difference is the image's placeholder tokens, so a
+            # server that dropped the image (a template without image parts) shows +0.
+            extra = prompt_tokens - text_prompt_tokens
+            verdict(f"chat completion with a {IMAGE_SIDE}x{IMAGE_SIDE} PNG (image_url data URL) answers, its prompt "
+                    "longer than without the image", bool(content or reasoning) and tokens >= 1 and extra > 0,
+                    f"{prompt_tokens} prompt tokens ({extra:+d} for the image), {tokens} completion tokens in "
+                    f"{seconds:.1f}s: {shown(content or reasoning)!r}",
+                    "no text in the reply" if not (content or reasoning) else
+                    "the image added no prompt tokens: it did not reach the model")
     except openai.APIConnectionError as exc:
         raise ConnectionFailed(f"{base_url}: cannot connect ({exc.__cause__ or exc})") from None
     except openai.APIStatusError as exc:
