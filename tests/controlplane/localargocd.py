@@ -222,7 +222,6 @@ class LocalArgoCD:
             if time.monotonic() > deadline:
                 raise RuntimeError("argoproj.io/v1alpha1 not served after the CRDs were established")
             time.sleep(0.1)
-        kube._discovery.clear()
 
     # -- processes ----------------------------------------------------------------------------------
 

@@ -1,17 +1,17 @@
-"""A small HTTP layer over the official `kubernetes` client: its kubeconfig/in-cluster loading, TLS and
-auth, with plain dicts in and out, list+watch informers and one-line errors.
-
-Plain dicts keep the RayService (a custom resource) and core objects in the same shape as `kubectl get -o
-json`, and raw requests give server-side apply (`application/apply-patch+yaml`) and watch bookmarks
-without the generated models in between.
+"""The cluster connection, through the official `kubernetes` client (pinned by pyproject; read at 37.0.2):
+its kubeconfig/in-cluster loading, TLS and auth, its DynamicClient for requests, discovery and server-side
+apply, and its `watch.Watch` for watch streams. Ours on top: plain dicts in and out (the shape of `kubectl get
+-o json`, for custom resources and core objects alike), list+watch informers and one-line errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -31,9 +31,10 @@ class ApiError(UserError):
     """A non-2xx answer of the API server, with the server's own message. Uncaught, the CLI prints it as one
     line: exit 3 (unavailable) for missing rights (with the RBAC hint), 1 otherwise."""
 
-    def __init__(self, status: int, reason: str, message: str):
+    def __init__(self, status: int, reason: str, message: str, details: dict | None = None):
         super().__init__(message)
         self.status, self.reason, self.message = status, reason, message
+        self.details = details or {}  # the Status's details (e.g. the causes of an apply conflict)
         self.exit_code = exitcodes.UNAVAILABLE if status in (401, 403) else exitcodes.FAILED
 
     def __str__(self) -> str:
@@ -76,6 +77,12 @@ def forbidden_message(err: ApiError) -> str:
     return f"{err.message}: {RBAC_HINT}"
 
 
+def _as_dict(_client, data):
+    # DynamicClient.request's `serializer` hook (kubernetes/dynamic/client.py, meta_request): the parsed JSON
+    # as it came, not wrapped in a ResourceInstance
+    return data
+
+
 class Kube:
     """One connection to the cluster of the current kube context (or the pod's service account)."""
 
@@ -83,7 +90,8 @@ class Kube:
         self.api = api_client
         self.namespace = namespace
         self.context = context
-        self._discovery: dict[str, dict[str, Resource] | None] = {}
+        self._dynamic = None
+        self._discovery_cache: tempfile.TemporaryDirectory | None = None
         self.explicit_namespace = False  # set when the user passed --namespace
 
     @classmethod
@@ -117,34 +125,45 @@ class Kube:
     def host(self) -> str:
         return self.api.configuration.host
 
-    # -- raw requests -------------------------------------------------------------------------------
+    @property
+    def dynamic(self):
+        """The client's DynamicClient, made on first use (it reads /version and /apis when made)."""
+        if self._dynamic is None:
+            from kubernetes.dynamic import DynamicClient
 
-    def _send(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
-              body: dict | None = None, content_type: str | None = None, timeout=None):
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        method, url, headers, body, post = self.api.param_serialize(
-            method, path, query_params=query or [], header_params=headers, body=body,
-            auth_settings=["BearerToken"])
+            # Its LazyDiscoverer keeps a discovery cache file, by default in the temp dir keyed by the server URL
+            # only (kubernetes/dynamic/discovery.py, Discoverer.__init__): another cluster at the same address (a
+            # restarted local control plane, kind's 127.0.0.1:6443) would inherit its resource list. One per
+            # connection instead; a miss still rediscovers (LazyDiscoverer.search).
+            cache = tempfile.TemporaryDirectory(prefix="kuberay-llm-discovery-")
+            with self._errors():
+                self._dynamic = DynamicClient(self.api, cache_file=os.path.join(cache.name, "discovery.json"))
+            self._discovery_cache = cache
+        return self._dynamic
+
+    @contextlib.contextmanager
+    def _errors(self, what: str | None = None):
+        """The client's exceptions as ours: ApiError/Gone with the server's message, Unreachable for no answer."""
+        from kubernetes.client.exceptions import ApiException
+
         try:
-            return self.api.call_api(method, url, headers, body, post,
-                                     _request_timeout=timeout or settings.request_timeout())
+            yield
+        except ApiException as exc:  # the dynamic client's DynamicApiError subclasses it
+            raise _api_error(exc) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unreachable(f"API server {self.host} unreachable: {_short(exc)}") from None
+            raise Unreachable(f"{what} broke: {_short(exc)}" if what else
+                              f"API server {self.host} unreachable: {_short(exc)}") from None
+
+    # -- requests -------------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None,
                 body: dict | None = None, content_type: str = "application/json", timeout=None) -> dict:
-        # the client's REST layer serializes a dict body as JSON (also for the +yaml apply patch: JSON is YAML)
-        response = self._send(method, path, query=query, body=body,
-                              content_type=content_type if body is not None else None, timeout=timeout)
-        try:
-            data = response.read()
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unreachable(f"API server {self.host} unreachable: {_short(exc)}") from None
-        if response.status >= 400:
-            raise _api_error(response.status, data)
-        return json.loads(data) if data else {}
+        # the client's REST layer serializes a dict body as JSON, also for the +yaml apply patch (JSON is YAML)
+        with self._errors():
+            data = self.dynamic.request(method, path, body=body, query_params=list(query or []),
+                                        content_type=content_type if body is not None else None,
+                                        _request_timeout=timeout or settings.request_timeout(), serializer=_as_dict)
+        return data if isinstance(data, dict) else {}  # an empty answer comes back as ""
 
     def get(self, path: str) -> dict | None:
         """The object at `path`, or None if it does not exist."""
@@ -156,51 +175,70 @@ class Kube:
             raise
 
     def text(self, path: str, query: list[tuple[str, str]]) -> str:
-        response = self._send("GET", path, query=query)
-        data = response.read()
-        if response.status >= 400:
-            raise _api_error(response.status, data)
-        return data.decode("utf-8", errors="replace")
+        with self._errors():
+            response = self.dynamic.request("GET", path, query_params=list(query), serialize=False,
+                                            _request_timeout=settings.request_timeout())
+            return response.data.decode("utf-8", errors="replace")
+
+    def server_side_apply(self, obj: dict, *, field_manager: str, dry_run: bool = False,
+                          force: bool = False) -> dict:
+        """`kubectl apply --server-side` of one object, with strict field validation: an unknown or misplaced
+        field is rejected with its path instead of being dropped. Returns the object as stored (or would be)."""
+        group, _, version = obj["apiVersion"].rpartition("/")
+        with self._errors():
+            resource = self._find(group, version, obj["kind"])
+            if resource is None:
+                raise ApiError(404, "NotFound", f"the server does not serve {obj['apiVersion']} {obj['kind']}")
+            # DynamicClient.server_side_apply (kubernetes/dynamic/client.py): PATCH application/apply-patch+yaml,
+            # `force_conflicts` as ?force=true; fieldValidation has no keyword there, so it goes as a query param
+            return resource.server_side_apply(
+                body=obj, namespace=(obj.get("metadata") or {}).get("namespace"), field_manager=field_manager,
+                force_conflicts=True if force else None, dry_run="All" if dry_run else None,
+                query_params=[("fieldValidation", "Strict")], _request_timeout=settings.request_timeout(),
+                serializer=_as_dict)
 
     def watch(self, path: str, query: list[tuple[str, str]], resource_version: str) -> Iterator[dict]:
-        """Events of one watch from `resource_version` until the server ends it. Raises Gone on 410."""
-        server_timeout = int(settings.watch_timeout())
-        query = [*query, ("watch", "1"), ("resourceVersion", resource_version),
-                 ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(server_timeout))]
-        # read timeout past the server's: a silently dead connection ends instead of hanging forever
-        response = self._send("GET", path, query=query, timeout=(settings.request_timeout(), server_timeout + 30))
-        if response.status >= 400:
-            raise _api_error(response.status, response.read())
-        buffer = b""
+        """Events ({"type", "object"}, BOOKMARKs included) of one watch from `resource_version` until the server
+        ends it (its timeoutSeconds, from `query` or KUBERAY_LLM_WATCH_TIMEOUT). Raises Gone on 410."""
+        from kubernetes import watch
+
+        server_timeout = next((int(v) for k, v in query if k == "timeoutSeconds"), int(settings.watch_timeout()))
+        # kubernetes/watch/watch.py (Watch.stream): splits the stream into lines, parses each event and raises
+        # an ERROR event as ApiException(code); with timeout_seconds given it never re-watches on its own, so a
+        # 410 reaches the informer, which relists. return_type="object" keeps the objects plain dicts.
+        watcher = watch.Watch(return_type="object")
+        events = watcher.stream(
+            self.dynamic.request, "GET", path, serialize=False,
+            query_params=[(k, v) for k, v in query if k != "timeoutSeconds"], resource_version=resource_version,
+            allow_watch_bookmarks=True, timeout_seconds=server_timeout,
+            # read timeout past the server's: a silently dead connection ends instead of hanging forever
+            _request_timeout=(settings.request_timeout(), server_timeout + 30))
         try:
-            for chunk in response.response.stream(amt=None, decode_content=False):
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        raise _api_error(status.get("code", 500), json.dumps(status).encode())
-                    yield event
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise Unreachable(f"watch of {path} broke: {_short(exc)}") from None
+            with self._errors(f"watch of {path}"):
+                for event in events:
+                    if event is not None:  # Watch.stream yields None for a blank line (unmarshal_event)
+                        yield {"type": event["type"], "object": event["raw_object"]}
         finally:
-            response.response.release_conn()
+            events.close()  # closes the response (Watch.stream's finally) when the caller stops early
 
     # -- discovery ------------------------------------------------------------------------------------
 
+    def _find(self, group: str, version: str, kind: str):
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        try:
+            # prefix spelled out: with the core group ("" reads as "any") the search would fetch every group's v1
+            return self.dynamic.resources.get(prefix="apis" if group else "api", group=group or None,
+                                              api_version=version, kind=kind)
+        except ResourceNotFoundError:
+            return None
+
     def resource(self, api_version: str, kind: str) -> Resource | None:
         """The REST mapping of apiVersion/kind, or None if the cluster does not serve it."""
-        if api_version not in self._discovery:
-            path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            listing = self.get(path)
-            self._discovery[api_version] = None if listing is None else {
-                r["kind"]: Resource(api_version, r["kind"], r["name"], r["namespaced"])
-                for r in listing.get("resources", []) if "/" not in r["name"]}
-        kinds = self._discovery[api_version]
-        return None if kinds is None else kinds.get(kind)
+        group, _, version = api_version.rpartition("/")
+        with self._errors():
+            found = self._find(group, version, kind)
+        return None if found is None else Resource(api_version, kind, found.name, found.namespaced)
 
     def check_reachable(self) -> None:
         """Fail with exit 3 and a clear message if the API server does not answer within the connect timeout."""
@@ -225,16 +263,16 @@ def _short(exc: BaseException) -> str:
     return text.split(": ", 1)[-1][:200] if "Connection refused" not in text else "connection refused"
 
 
-def _api_error(status: int, data: bytes) -> ApiError:
+def _api_error(exc) -> ApiError:
+    """An ApiError of the client's ApiException: the Status body's message, or the watch ERROR event's reason."""
+    status = exc.status or 500
     try:
-        body = json.loads(data)
-        message, reason = body.get("message") or data.decode(), body.get("reason", "")
-    except (ValueError, AttributeError):
-        message, reason = data.decode("utf-8", errors="replace").strip() or f"HTTP {status}", ""
+        body = json.loads(exc.body)
+        message, reason, details = body.get("message") or exc.body, body.get("reason", ""), body.get("details")
+    except (TypeError, ValueError, AttributeError):
+        message, reason, details = (exc.body or exc.reason or f"HTTP {status}").strip(), "", None
     cls = Gone if status == 410 else ApiError
-    return cls(status, reason, message)
-
-
+    return cls(status, reason, message, details)
 class Informer(threading.Thread):
     """List, then watch from the list's resourceVersion, forever: relist on 410 Gone, reconnect with backoff
     when the API server goes away. Puts `(name, kind, payload)` on `out`:
