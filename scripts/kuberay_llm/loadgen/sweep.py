@@ -41,6 +41,9 @@ class SweepSpec:
     endpoint: str = "/v1/completions"
     seed: int = 0
     timeout_s: float = 1800            # the whole sweep
+    # more `vllm bench serve` flags after the generated ones (argparse: a later flag wins), e.g. another dataset:
+    # ["--dataset-name", "prefix_repetition", "--prefix-repetition-num-prefixes", "8", ...]
+    extra_args: list[str] = field(default_factory=list)
 
     def prompts(self, concurrency: int) -> int:
         return max(self.min_prompts, self.prompts_per_level * concurrency)
@@ -67,7 +70,7 @@ def level_argv(spec: SweepSpec, concurrency: int) -> list[str]:
             "--num-prompts", str(spec.prompts(concurrency)), "--max-concurrency", str(concurrency),
             "--num-warmups", str(spec.warmups), "--ignore-eos", "--seed", str(spec.seed),
             "--percentile-metrics", ",".join(METRICS), "--metric-percentiles", ",".join(map(str, PERCENTILES)),
-            "--disable-tqdm"]
+            "--disable-tqdm", *spec.extra_args]
 
 
 def summarize(result: dict) -> dict:

@@ -20,6 +20,7 @@ from kuberay_llm.errors import ToolMissing, UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.serve_config import llm_configs_of, localize, serve_config_of
 from kuberay_llm.local.serve_status import wait_for_applications
+from kuberay_llm.preflight.serving_patterns import DIRECT_STREAMING
 from kuberay_llm.render import render_overlay
 
 DEFAULT_OVERLAY = "local-cpu"
@@ -34,6 +35,9 @@ def local_work_dir() -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overlay", nargs="?", default=DEFAULT_OVERLAY,
                         help=f"overlay name or directory (default: {DEFAULT_OVERLAY})")
+    parser.add_argument("--component", action="append", default=[], metavar="NAME",
+                        help="add manifests/components/NAME to the overlay: prefix-routing, high-throughput "
+                             "(repeatable)")
     parser.add_argument("--keep", action="store_true", help="leave it running and print how to call it")
     parser.add_argument("--stop", action="store_true", help="stop an instance left running by --keep")
 
@@ -44,18 +48,30 @@ def require_stack() -> None:
         raise ToolMissing(f"the local CPU stack is not installed ({', '.join(missing)} missing): run `make setup-local`")
 
 
-def prepare(overlay: str, work_dir: Path) -> tuple[dict, list, list[str]]:
-    """(serve config to submit, replacements, application names) for `overlay`, with the tiny model ready."""
+def prepare(overlay: str, work_dir: Path, components: list[str] = (), replicas: int | None = None
+            ) -> tuple[dict, list, list[str], dict[str, str]]:
+    """(serve config to submit, replacements, application names, head env) for `overlay` plus `components`,
+    with the tiny model ready."""
+    from kuberay_llm.local import components as local_components
+
     rendered = render_overlay(overlay)
+    if components:
+        rendered, notes = local_components.render_with(overlay, list(components), work_dir, rendered)
+        for note in notes:
+            print(note)
+    env = local_components.head_env(rendered)
     service, config = serve_config_of(rendered)
     model = tiny_model_of(work_dir)
-    local_config, changes = localize(config, model_path=model, kv_cache_bytes=KV_CACHE_BYTES)
+    local_config, changes = localize(config, model_path=model, kv_cache_bytes=KV_CACHE_BYTES,
+                                     replicas=replicas, direct_streaming=env.get(DIRECT_STREAMING) == "1")
     print(f"{rendered.source}: RayService/{service}, applications: "
           + ", ".join(a.get("name", "default") for a in local_config["applications"]))
     print(f"replaced {len(changes)} value(s) that cannot run on this machine:")
     for change in changes:
         print(f"  {change}")
-    return local_config, changes, [a.get("name", "default") for a in local_config["applications"]]
+    if env:
+        print("the head container's Serve flags, set on `ray start`: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    return local_config, changes, [a.get("name", "default") for a in local_config["applications"]], env
 
 
 def tiny_model_of(work_dir: Path):
@@ -121,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
     if args.stop:
         return stop_kept(work_dir)
     require_stack()
-    config, _, apps = prepare(args.overlay, work_dir)
+    config, _, apps, env = prepare(args.overlay, work_dir, args.component)
     print("starting a Ray head (dashboard http://127.0.0.1:8265) ...", flush=True)
-    head = ray_head.start_head(work_dir)
+    head = ray_head.start_head(work_dir, env)
     sample_memory = ray_head.peak_tracker(head.pid)
     keep = False
     try:
@@ -140,6 +156,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"smoke test {model_id} passed: chat {result.completion_tokens} tokens in "
                   f"{result.chat_seconds:.1f}s: {result.reply!r}; stream {result.stream_chunks} chunks; "
                   f"{len(result.checks)} {kind.name} checks ok")
+        from kuberay_llm.local.components import took_effect
+
+        for line in took_effect(head, config, env):
+            print(line)
         print(f"peak memory of the local stack: {sample_memory() / 2**30:.1f} GiB")
         keep = args.keep
     finally:

@@ -7,6 +7,7 @@ SIGKILLs any descendant still alive. Unlike `ray stop`, this never touches anoth
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -48,8 +49,8 @@ def state_file(work_dir: Path) -> Path:
 
 def stack_env(work_dir: Path) -> dict[str, str]:
     """The environment of every process of the local stack: offline, no auth on loopback, caches in work_dir."""
-    tmp = work_dir / "tmp"
-    for d in (tmp, work_dir / "vllm-cache", work_dir / "hf"):
+    tmp, haproxy = work_dir / "tmp", haproxy_dir(work_dir)
+    for d in (tmp, work_dir / "vllm-cache", work_dir / "hf", haproxy):
         d.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update({
@@ -63,8 +64,21 @@ def stack_env(work_dir: Path) -> dict[str, str]:
         "TRANSFORMERS_OFFLINE": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "VLLM_DO_NOT_TRACK": "1",
+        # HAProxy's files (read only under RAY_SERVE_ENABLE_HA_PROXY=1) default to /tmp/haproxy-serve, shared by
+        # every Ray on the machine (ray/serve/_private/constants.py): this stack's get a directory of their own.
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(haproxy / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(haproxy),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(haproxy / "server-state"),
     })
     return env
+
+
+def haproxy_dir(work_dir: Path) -> Path:
+    """A short directory for HAProxy's files: Ray puts them under <this>/<56-character node id>/, and HAProxy
+    refuses an admin socket path over 97 characters ("socket path ... too long (max 97)"), so not work_dir."""
+    digest = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:8]
+    return Path("/tmp") / f"kuberay-llm-{digest}"
 
 
 def port_in_use(port: int) -> bool:
@@ -91,8 +105,9 @@ def http(method: str, url: str, body: dict | None = None, timeout: float = HTTP_
     return json.loads(text) if text.strip() else {}
 
 
-def start_head(work_dir: Path) -> RayHead:
-    """Start a Ray head with its dashboard on loopback and wait until the dashboard answers."""
+def start_head(work_dir: Path, env: dict[str, str] | None = None) -> RayHead:
+    """Start a Ray head with its dashboard on loopback and wait until the dashboard answers. `env`: variables
+    the RayService's head container sets (Serve's process-level flags), given to `ray start` the same way."""
     work_dir.mkdir(parents=True, exist_ok=True)
     for port, what in ((DASHBOARD_PORT, "dashboard"), (SERVE_PORT, "Serve HTTP"), (GCS_PORT, "GCS")):
         if port_in_use(port):
@@ -105,7 +120,7 @@ def start_head(work_dir: Path) -> RayHead:
            f"--num-cpus={os.cpu_count() or 2}", "--num-gpus=0", f"--temp-dir={work_dir / 'ray'}",
            "--object-store-memory=500000000", "--disable-usage-stats"]
     with open(head.log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=stack_env(work_dir), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, env={**stack_env(work_dir), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     head.pid = proc.pid
     state_file(work_dir).write_text(json.dumps(asdict(head)) + "\n")

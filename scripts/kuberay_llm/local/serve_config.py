@@ -29,6 +29,20 @@ REPLICA_FIELDS = ("min_replicas", "max_replicas", "initial_replicas")
 # vLLM's CPU platform sets kv_cache_memory_bytes from this (GiB) when present (vllm/platforms/cpu.py).
 CPU_KV_CACHE_ENV = "VLLM_CPU_KVCACHE_SPACE"
 LLM_BUILDERS = ("ray.serve.llm:build_openai_app",)
+# Ray Serve LLM's other builders, and why this machine does not run them (Ray 2.60, vLLM 0.29 in .venv).
+NOT_RUN_LOCALLY = {
+    "ray.serve.llm:build_pd_openai_app":
+        "P/D moves the KV cache over NIXL: vLLM 0.29's NixlConnector accepts the cpu platform with a cpu KV buffer "
+        "and Ray's nixl 1.3.2 pin loads on a CPU-only host, but the local CPU stack (requirements/local-cpu.txt) "
+        "leaves nixl out with the CUDA-only pins, so the connector cannot start here; `kuberay-llm validate` and "
+        "`kuberay-llm plan` check it offline",
+    "ray.serve.llm:build_dp_openai_app":
+        "data-parallel attention with expert parallelism splits a MoE model's experts over the DP ranks, and the "
+        "tiny local models are dense, without experts (and each rank would be a whole engine of its own on 2 "
+        "cores); `kuberay-llm validate` and `kuberay-llm plan` check it offline",
+}
+# With a request router each llm_config runs this many replicas: the router needs a choice, two fit on 2 cores.
+ROUTED_REPLICAS = 2
 
 
 @dataclass(frozen=True)
@@ -69,8 +83,13 @@ def llm_configs_of(app: dict) -> list[dict]:
 
 
 def localize(serve_config: dict, *, model_path: str | Callable[[dict], tuple[str, str]],
-             kv_cache_bytes: int) -> tuple[dict, list[Replacement]]:
-    """A copy of `serve_config` that runs here, and the list of replacements made (in order)."""
+             kv_cache_bytes: int, replicas: int | None = None,
+             direct_streaming: bool = False) -> tuple[dict, list[Replacement]]:
+    """A copy of `serve_config` that runs here, and the list of replacements made (in order).
+
+    replicas: each llm_config's replica count (None: ROUTED_REPLICAS where a request router is set, else one).
+    direct_streaming: RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING is on, so the LLM server is the ingress and Ray
+    refuses an ingress_deployment_config."""
     config = copy.deepcopy(serve_config)
     changes: list[Replacement] = []
 
@@ -92,14 +111,22 @@ def localize(serve_config: dict, *, model_path: str | Callable[[dict], tuple[str
     for app in config["applications"]:
         name = app.get("name", "default")
         import_path = app.get("import_path", "")
+        if import_path in NOT_RUN_LOCALLY:
+            raise UserError(f"application {name}: import_path {import_path} does not run locally: "
+                            f"{NOT_RUN_LOCALLY[import_path]}")
         if import_path not in LLM_BUILDERS:
             raise UserError(f"application {name}: import_path {import_path!r} cannot run locally; "
                             f"`kuberay-llm local` runs {', '.join(LLM_BUILDERS)} applications")
         args = app.setdefault("args", {})
-        ingress = args.setdefault("ingress_deployment_config", {})
-        actor = ingress.setdefault("ray_actor_options", {})
-        change(f"{name}: args.ingress_deployment_config.ray_actor_options", actor, "num_cpus", 0,
-               "2 cores: the OpenAI ingress reserves none, the engine gets them")
+        if direct_streaming:
+            change(f"{name}: args", args, "ingress_deployment_config", _REMOVED,
+                   "direct streaming makes the LLM server the ingress; Ray refuses this key then "
+                   "(ingress/builder.py), and `kuberay-llm validate` says so for the cluster")
+        else:
+            ingress = args.setdefault("ingress_deployment_config", {})
+            actor = ingress.setdefault("ray_actor_options", {})
+            change(f"{name}: args.ingress_deployment_config.ray_actor_options", actor, "num_cpus", 0,
+                   "2 cores: the OpenAI ingress reserves none, the engine gets them")
         for i, llm in enumerate(llm_configs_of(app)):
             where = f"{name}: llm_configs[{i}]"
             loading = llm.setdefault("model_loading_config", {})
@@ -125,16 +152,41 @@ def localize(serve_config: dict, *, model_path: str | Callable[[dict], tuple[str
                 change(f"{where}.engine_kwargs", engine, "kv_cache_memory_bytes", kv_cache_bytes,
                        "bounded KV cache on a shared machine")
             deployment = llm.get("deployment_config") or {}
-            autoscaling = deployment.get("autoscaling_config") or {}
-            for key in REPLICA_FIELDS:
-                if isinstance(autoscaling.get(key), int) and autoscaling[key] > 1:
-                    change(f"{where}.deployment_config.autoscaling_config", autoscaling, key, 1,
-                           "one replica fits on 2 cores")
-            if isinstance(deployment.get("num_replicas"), int) and deployment["num_replicas"] > 1:
-                change(f"{where}.deployment_config", deployment, "num_replicas", 1, "one replica fits on 2 cores")
+            routed = bool((deployment.get("request_router_config") or {}).get("request_router_class"))
+            count = replicas or (ROUTED_REPLICAS if routed else 1)
+            _set_replicas(where, llm, count, change,
+                          f"{count} tiny replicas fit on 2 cores" + (": the request router needs a choice"
+                                                                     if routed else "") if count > 1 else
+                          "one replica fits on 2 cores")
             actor_options = deployment.get("ray_actor_options") or {}
             change(f"{where}.deployment_config.ray_actor_options", actor_options, "num_gpus", _REMOVED, "no GPU here")
     return config, changes
+
+
+def _set_replicas(where: str, llm: dict, count: int, change, why: str) -> None:
+    """`count` replicas: the autoscaling bounds where the llm_config autoscales, num_replicas otherwise. One
+    replica only lowers what is above it (the Ray default is one)."""
+    deployment = llm.get("deployment_config") or {}
+    autoscaling = deployment.get("autoscaling_config")
+    if count == 1:
+        for key in REPLICA_FIELDS:
+            if isinstance((autoscaling or {}).get(key), int) and autoscaling[key] > 1:
+                change(f"{where}.deployment_config.autoscaling_config", autoscaling, key, 1, why)
+        if isinstance(deployment.get("num_replicas"), int) and deployment["num_replicas"] > 1:
+            change(f"{where}.deployment_config", deployment, "num_replicas", 1, why)
+        return
+    deployment = llm.setdefault("deployment_config", {})
+    # Each replica's placement group is its actor's bundle merged with the engine's {"CPU": 1}
+    # (ray/llm/_internal/serve/core/server/llm_server.py, configs/accelerators.py): 2 CPUs, one replica on 2 cores.
+    actor = deployment.setdefault("ray_actor_options", {})
+    change(f"{where}.deployment_config.ray_actor_options", actor, "num_cpus", 0,
+           f"{count} replicas on 2 cores: each replica's engine reserves one CPU, its actor none")
+    if isinstance(autoscaling, dict):
+        for key in REPLICA_FIELDS:
+            if key in autoscaling or key != "initial_replicas":
+                change(f"{where}.deployment_config.autoscaling_config", autoscaling, key, count, why)
+    else:
+        change(f"{where}.deployment_config", deployment, "num_replicas", count, why)
 
 
 def _bundles(placement: Any) -> list[dict]:
