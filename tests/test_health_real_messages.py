@@ -7,9 +7,11 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
-from kuberay_llm.harness.health import FAILED, WAITING, Assessor, Observed
+from kuberay_llm.harness.health import FAILED, HEALTHY, WAITING, Assessor, Observed
 from kuberay_llm.harness.errors import UsageError as HarnessUsageError
 
 
@@ -77,3 +79,57 @@ def test_a_deployment_that_did_not_fail_adds_no_cause():
         "LLMServer:m": {"status": "UNHEALTHY", "message": "ValueError: max_model_len"}}}
     assert Assessor().assess_applications([("", "llm_app", app)]).summary == (
         "application llm_app DEPLOY_FAILED: Failed to update the deployments ['LLMServer:qwen2_5-0_5b-instruct'].")
+
+
+# A serve-config change as KubeRay v1.6.2 reports it: the reconcile that submits the new config (event
+# UpdatedServeApplications) writes the new observedGeneration with what Ray said before it (RUNNING, HEALTHY).
+def changed_config(status_time: str, event_time: str) -> Observed:
+    rayservice = {"metadata": {"name": "llm", "namespace": "ns", "generation": 2},
+                  "status": {"observedGeneration": 2, "lastUpdateTime": status_time,
+                             "conditions": [{"type": "Ready", "status": "True", "reason": "NonZeroServeEndpoints"}],
+                             "activeServiceStatus": {"rayClusterName": "llm-abcde", "applicationStatuses": {
+                                 "llm_app": {"status": "RUNNING", "serveDeploymentStatuses": {
+                                     "LLMServer:m": {"status": "HEALTHY"}}}}}}}
+    event = {"metadata": {"name": "llm.1", "uid": "1"}, "type": "Normal", "reason": "UpdatedServeApplications",
+             "involvedObject": {"kind": "RayService", "name": "llm", "namespace": "ns"},
+             "message": "Updated serve applications to the RayCluster ns/llm-abcde", "lastTimestamp": event_time}
+    return Observed(rayservice=rayservice, pods={}, events=[event])
+
+
+def clocks(start: float):
+    now = [start]
+    return now, (lambda: now[0])
+
+
+def test_healthy_in_the_reconcile_that_submitted_a_new_config_is_not_healthy_yet(monkeypatch):
+    monkeypatch.setenv("KUBERAY_LLM_CONFIG_SETTLE", "10s")
+    now, clock = clocks(100.0)
+    wall = datetime.datetime(2026, 12, 1, 12, 0, 5, tzinfo=datetime.timezone.utc).timestamp()
+    assessor = Assessor(clock=clock, wall=lambda: wall)
+    seen = changed_config("2026-12-01T12:00:01Z", "2026-12-01T12:00:00Z")
+    verdict = assessor.assess(seen)
+    assert verdict.state == WAITING
+    assert verdict.summary.startswith("serve config submitted to Ray at 12:00:00 UTC, no newer status from KubeRay "
+                                      "yet (healthy counts after 10s) | Ready=True")
+    now[0] += 9.9
+    assert assessor.assess(seen).state == WAITING
+    now[0] += 0.2  # KubeRay read Ray again and again and never saw the apps leave RUNNING: the change is in
+    assert assessor.assess(seen).state == HEALTHY
+
+
+def test_a_status_from_a_later_reconcile_is_healthy_at_once():
+    seen = changed_config("2026-12-01T12:00:02Z", "2026-12-01T12:00:00Z")
+    assert Assessor().assess(seen).state == HEALTHY
+
+
+def test_a_single_look_long_after_the_submission_is_healthy():
+    wall = datetime.datetime(2026, 12, 1, 12, 1, 0, tzinfo=datetime.timezone.utc).timestamp()
+    seen = changed_config("2026-12-01T12:00:00Z", "2026-12-01T12:00:00Z")
+    assert Assessor(wall=lambda: wall).assess(seen).state == HEALTHY
+
+
+def test_a_submission_to_another_cluster_does_not_hold_the_active_one():
+    seen = changed_config("2026-12-01T12:00:00Z", "2026-12-01T12:00:00Z")
+    seen.events[0]["message"] = "Updated serve applications to the RayCluster ns/llm-fghij"
+    wall = datetime.datetime(2026, 12, 1, 12, 0, 1, tzinfo=datetime.timezone.utc).timestamp()
+    assert Assessor(wall=lambda: wall).assess(seen).state == HEALTHY

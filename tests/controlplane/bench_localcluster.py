@@ -117,16 +117,18 @@ def apply_and_wait(cluster: Cluster, watcher: Watcher, namespace: str, source: P
     code, _, out = cli(cluster, "apply", str(source), "-n", namespace, "--force-conflicts")
     if code != 0:
         sys.exit(f"apply failed: {out}")
-    # Right after a serve-config change KubeRay reports the new generation with the old applications still
-    # RUNNING, and `wait` would take that for healthy: start it once the change shows.
-    while not watcher.changing:
-        if time.monotonic() - start > 120:
-            sys.exit("the serve-config change never showed in the RayService's status")
-        time.sleep(0.2)
+    # `wait` starts right after the apply: KubeRay's first status after a serve-config change shows the new
+    # generation with the old applications RUNNING, and `wait` must not take that for healthy.
     code, ended, out = cli(cluster, "wait", NAME, "-n", namespace, "--timeout", WAIT_TIMEOUT)
     if code != expect:
         sys.exit(f"wait exit {code}, expected {expect}:\n{out[-3000:]}")
+    for _ in range(20):  # the watcher's own watch may deliver the same status a moment later
+        if (watcher.healthy_at if expect == 0 else watcher.failed_at) is not None:
+            break
+        time.sleep(0.1)
     written = watcher.healthy_at if expect == 0 else watcher.failed_at
+    if expect == 0 and written is None:
+        sys.exit(f"`wait` said healthy before the changed applications were seen leaving RUNNING:\n{out[-3000:]}")
     return {"total": ended - start, "verdict": (ended - written) if written else float("nan")}
 
 

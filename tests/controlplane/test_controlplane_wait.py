@@ -44,6 +44,61 @@ def test_progression_to_healthy_is_reported_within_a_second(controlplane, kube):
     assert elapsed < within(1.0), f"HEALTHY reported {elapsed:.2f}s after the status write"
 
 
+def rayservice_event(kube, name: str, reason: str, message: str, when: str) -> dict:
+    """An event on a RayService as KubeRay's event recorder writes it (a core v1 Event)."""
+    return kube.request("POST", f"/api/v1/namespaces/{kube.namespace}/events", body={
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": f"{name}.{reason.lower()}.{time.time_ns()}"},
+        "involvedObject": {"kind": "RayService", "name": name, "namespace": kube.namespace, "apiVersion": "ray.io/v1"},
+        "reason": reason, "message": message, "type": "Normal", "count": 1, "source": {"component": "rayservice-controller"},
+        "firstTimestamp": when, "lastTimestamp": when})
+
+
+def test_the_status_of_the_reconcile_that_submitted_a_new_serve_config_is_not_healthy(controlplane, kube):
+    """KubeRay v1.6.2 writes the new observedGeneration in the same reconcile that submits the changed serve
+    config, with the application statuses Ray gave *before* it (the old config RUNNING): `wait` right after an
+    apply must not call that healthy. A status from a later reconcile (DEPLOYING, then RUNNING) is."""
+    name = "resubmitted"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    t0 = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    stamp = lambda seconds: (t0 + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    rayservice_event(kube, name, "UpdatedServeApplications",
+                     f"Updated serve applications to the RayCluster {kube.namespace}/{cluster}", stamp(0))
+    write_status(kube, name, {**serving_status(cluster), "lastUpdateTime": stamp(0)})
+    proc = start_wait(controlplane, kube, name, KUBERAY_LLM_CONFIG_SETTLE="1h")
+    first = "".join(proc.stderr_seen)  # start_wait read the first progress line
+    assert f"serve config submitted to Ray at {t0:%H:%M:%S} UTC, no newer status from KubeRay yet" in first, first
+    time.sleep(1)
+    assert proc.poll() is None, "took the status written with the submission for healthy"
+    write_status(kube, name, {**serving_status(cluster, "DEPLOYING", {"LLMServer:m": "UPDATING"}),
+                              "lastUpdateTime": stamp(2)})
+    wait_for_line(proc, "DEPLOYING")
+    assert proc.poll() is None
+    written = time.monotonic()
+    write_status(kube, name, {**serving_status(cluster), "lastUpdateTime": stamp(40)})
+    code, out, err = finish(proc)
+    assert code == 0, err
+    assert f"RayService {kube.namespace}/{name} is healthy" in out
+    assert time.monotonic() - written < within(1.0)
+
+
+def test_a_config_change_that_never_leaves_running_counts_after_the_settle(controlplane, kube):
+    """Ray applies some changes (deployment options only) without the application leaving RUNNING between two
+    KubeRay reads; then no newer status comes, and healthy counts once it held for KUBERAY_LLM_CONFIG_SETTLE."""
+    name = "quickchange"
+    cluster = name + CLUSTER_SUFFIX
+    create_rayservice(kube, name)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rayservice_event(kube, name, "UpdatedServeApplications",
+                     f"Updated serve applications to the RayCluster {kube.namespace}/{cluster}", now)
+    write_status(kube, name, {**serving_status(cluster), "lastUpdateTime": now})
+    started = time.monotonic()
+    result = run_cli(["wait", name, "-n", kube.namespace], controlplane.kubeconfig, KUBERAY_LLM_CONFIG_SETTLE="3s")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started >= 3
+    assert "serve config submitted to Ray at" in result.stderr
+
+
 def test_stale_generation_is_not_healthy(controlplane, kube):
     name = "stale"
     create_rayservice(kube, name)

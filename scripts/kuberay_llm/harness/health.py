@@ -8,6 +8,7 @@ follow KubeRay's RayService API (ray-operator/apis/ray/v1/rayservice_types.go).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 import time
 
@@ -43,8 +44,8 @@ class Observed:
 class Assessor:
     """Remembers since when each trouble has been seen, so a grace period can run out."""
 
-    def __init__(self, clock=time.monotonic):
-        self.clock = clock
+    def __init__(self, clock=time.monotonic, wall=time.time):
+        self.clock, self.wall = clock, wall
         self.first_seen: dict[str, tuple[float, float]] = {}  # trouble -> (first seen, its grace)
         self._seen_now: set[str] = set()
 
@@ -100,6 +101,16 @@ class Assessor:
 
         progress = progress_line(seen)
         if rs is not None and is_healthy(rs):
+            submitted = config_submitted_unanswered(rs, seen.events)
+            if submitted is not None:
+                settle = settings.config_settle()
+                # Healthy counts once it holds for `settle` here, or once the submission is older than that by the
+                # wall clock plus a margin for clock skew (a single look: `status`, `diagnose`).
+                old = self.wall() - submitted.timestamp() >= settle + _CLOCK_SKEW_S
+                if not old and not self._persisted(f"config-settle:{submitted.isoformat()}", settle):
+                    return Verdict(WAITING, f"serve config submitted to Ray at {submitted:%H:%M:%S} UTC, no newer "
+                                            f"status from KubeRay yet (healthy counts after {settle:.0f}s) | "
+                                            + progress)
             return Verdict(HEALTHY, progress)
         return Verdict(WAITING, progress)
 
@@ -203,6 +214,46 @@ def is_healthy(rs: dict) -> bool:
     if status.get("observedGeneration") != rs["metadata"].get("generation"):
         return False
     return applications_healthy((status.get("activeServiceStatus") or {}).get("applicationStatuses") or {})
+
+
+# KubeRay v1.6.2 ray-operator/controllers/ray/rayservice_controller.go: reconcileServe reads Ray's application
+# statuses (getAndCheckServeStatus) *before* it submits a changed serve config (updateServeDeployment, which
+# records the Normal event UpdatedServeApplications), and calculateStatus then writes the new observedGeneration
+# with those older statuses; every reconcile requeues after ServiceDefaultRequeueDuration = 2 s, and the status is
+# rewritten (lastUpdateTime) only when it changes. So a status whose lastUpdateTime is within 2 s of the latest
+# submission may show the previous config RUNNING. Both times are whole seconds (metav1.Time): a status written
+# by a later reconcile is at least 2 whole seconds later.
+_KUBERAY_REQUEUE_S = 2
+_CLOCK_SKEW_S = 30
+
+
+def config_submitted_unanswered(rs: dict, events: list[dict]) -> datetime.datetime | None:
+    """When KubeRay last submitted the serve config to the active cluster, if the RayService's status may
+    predate Ray's answer to it (see above); None when the status is newer or nothing was submitted."""
+    status = rs.get("status") or {}
+    cluster = (status.get("activeServiceStatus") or {}).get("rayClusterName")
+    updated = _time(status.get("lastUpdateTime"))
+    if not cluster or updated is None:
+        return None
+    name, namespace = rs["metadata"]["name"], rs["metadata"].get("namespace")
+    submitted = [_time(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")) for e in events
+                 if e.get("reason") == "UpdatedServeApplications"
+                 and (e.get("involvedObject") or {}).get("kind") == "RayService"
+                 and (e.get("involvedObject") or {}).get("name") == name
+                 and (e.get("message") or "").endswith(f"{namespace}/{cluster}")]
+    latest = max((t for t in submitted if t is not None), default=None)
+    if latest is None or (updated - latest).total_seconds() >= _KUBERAY_REQUEUE_S:
+        return None
+    return latest
+
+
+def _time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).astimezone(datetime.timezone.utc)
+    except ValueError:
+        return None
 
 
 def applications_healthy(apps: dict) -> bool:

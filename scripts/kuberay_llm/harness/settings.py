@@ -48,6 +48,13 @@ def image_pull_grace() -> float:
     return duration("KUBERAY_LLM_IMAGE_PULL_GRACE", "60s")
 
 
+def config_settle() -> float:
+    """How long a RayService that looks healthy right after KubeRay submitted a new serve config must stay so
+    before it counts: KubeRay writes that reconcile's status from what Ray reported before the submission, and
+    reads Ray again every 2 s (see health.config_submitted_unanswered)."""
+    return duration("KUBERAY_LLM_CONFIG_SETTLE", "10s")
+
+
 def request_timeout() -> float:
     """One API request (list, get, apply)."""
     return duration("KUBERAY_LLM_REQUEST_TIMEOUT", "15s")

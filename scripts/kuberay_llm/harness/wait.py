@@ -80,6 +80,7 @@ class Waiter:
         self.stop = threading.Event()
         self.rayservice: dict | None = None
         self.synced_rayservice = False
+        self.synced: set[str] = set()  # informers that have listed once
         self.pods: dict[str, dict] = {}
         self.cluster_events: OrderedDict[str, dict] = OrderedDict()
         self.logs: dict[str, str] = {}
@@ -146,7 +147,9 @@ class Waiter:
                         item = self.events.get_nowait()
                     except queue.Empty:
                         item = None
-                if not self.synced_rayservice:
+                # The first verdict waits for every list: healthy may depend on the events (a serve config
+                # KubeRay has just submitted) and failures on the pods.
+                if not self.synced_rayservice or self.synced != {"rayservice", "pods", "events"}:
                     continue
                 verdict = self._assess()
                 if changed or self.progress.tty or verdict.state != "waiting":
@@ -204,6 +207,8 @@ class Waiter:
         if self.disconnected_since is not None and kind == "SYNC":
             self.progress.message(f"reconnected after {time.monotonic() - self.disconnected_since:.1f}s")
             self.disconnected_since = None
+        if kind == "SYNC":
+            self.synced.add(key)
         if key == "rayservice":
             self._handle_rayservice(kind, payload)
         elif key == "pods":
