@@ -11,6 +11,10 @@
 -- needs every application RUNNING, not every deployment HEALTHY: RUNNING is "all deployments are healthy or
 -- autoscaling" (Ray 2.60 serve/_private/application_state.py): a deployment UPSCALING or DOWNSCALING still
 -- serves, which `wait` (it waits for a settled start) does not accept.
+-- Right after a serve-config change KubeRay writes the new observedGeneration with the application statuses
+-- Ray gave before the submission (the old config RUNNING): this check says Healthy for that one status, and
+-- Progressing from KubeRay's next read 2 s later. `wait` holds it back by the UpdatedServeApplications event,
+-- which a health check cannot see (it gets the object alone, and has no clock for a settle period).
 local hs = {}
 
 local function condition(status, ctype)
