@@ -67,7 +67,6 @@ class Resource:
 
 
 RAYSERVICE = Resource("ray.io/v1", "RayService", "rayservices", True)
-RAYCLUSTER = Resource("ray.io/v1", "RayCluster", "rayclusters", True)
 POD = Resource("v1", "Pod", "pods", True)
 EVENT = Resource("v1", "Event", "events", True)
 SERVICE = Resource("v1", "Service", "services", True)
