@@ -368,7 +368,7 @@ bench-validate: $(PREFLIGHT_DEPS) ## Validate-all time (`kuberay-llm validate`, 
 
 .PHONY: bench-local
 BENCH_LOCAL ?= settings
-bench-local: $(LOCAL_STAMP) ## Tiny model on CPU, 2 replicas: default vs prefix-routing vs high-throughput on one shared-prefix load (~10 min; BENCH_LOCAL=standalone: Ray vs `vllm serve`; results/).
+bench-local: $(LOCAL_STAMP) ## Tiny model on CPU, 2 replicas: default vs prefix-routing vs high-throughput on one shared-prefix load (3 deploys: 10-20 min on 2 cores; BENCH_LOCAL=standalone: Ray vs `vllm serve`; results/).
 	$(VENV)/bin/python -m kuberay_llm.local.bench $(BENCH_LOCAL)
 
 .PHONY: bench-cluster
