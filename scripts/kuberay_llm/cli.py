@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "local": ("kuberay_llm.local.command", "run an overlay's serve config on this machine (Ray Serve LLM, vLLM CPU)",
               "kuberay-llm local                 # overlays/local-cpu, smoke test, stop\n"
               "kuberay-llm local small --keep    # leave it running on http://127.0.0.1:8000\n"
+              "kuberay-llm local --component prefix-routing   # + components/prefix-routing (2 replicas)\n"
+              "kuberay-llm local --component high-throughput  # HAProxy, direct streaming on the local head\n"
               "kuberay-llm local --stop          # stop a kept instance"),
     "plan": ("kuberay_llm.plan.cli", "predict vLLM's KV-cache capacity and concurrency of an overlay",
              "kuberay-llm plan large\n"
