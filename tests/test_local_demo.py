@@ -14,8 +14,8 @@ import psutil
 import pytest
 import yaml
 
-from kuberay_llm import toolchain
-from kuberay_llm.local import ray_head
+from kuberay_llm import smoke, toolchain
+from kuberay_llm.local import ray_head, tiny_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 WORK = toolchain.WORK_DIR / "local"
@@ -116,3 +116,39 @@ def test_deploy_failed_fails_fast_with_ray_s_message(tmp_path: Path):
     assert proc.returncode == 1
     assert "error: application llm_app is DEPLOY_FAILED: " in proc.stderr
     assert "tensor_paralel_size" in proc.stderr and "Traceback" not in proc.stderr.split("DEPLOY_FAILED")[0]
+
+
+def overlay_model_id(overlay: str) -> str:
+    return yaml.safe_load((toolchain.OVERLAYS_DIR / overlay / "serve-config.yaml").read_text())[
+        "applications"][0]["args"]["llm_configs"][0]["model_loading_config"]["model_id"]
+
+
+def test_hybrid_reasoning_switches_thinking_off_per_request():
+    """overlays/hybrid-reasoning on a tiny Qwen3 with Qwen3's enable_thinking template and vLLM's qwen3 parser:
+    with thinking on the reply is reasoning (the random model never closes </think>), with thinking off it has
+    none and an answer in content."""
+    proc = kuberay_llm("hybrid-reasoning")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    model_id = overlay_model_id("hybrid-reasoning")
+    assert "model_source: 'Qwen/Qwen3-32B' -> " in out and "(no model hub here: a tiny random-weight Qwen3 " in out
+    assert f"== smoke test {model_id}: hybrid (reasoning_parser qwen3, chat_template_kwargs.enable_thinking" in out
+    assert 'ok hybrid: thinking on (chat_template_kwargs {"enable_thinking": true}) carries reasoning: reasoning ' in out
+    assert ('ok hybrid: thinking off (chat_template_kwargs {"enable_thinking": false}) carries no reasoning and an '
+            "answer: reasoning none, content ") in out
+    assert f"smoke test {model_id} passed" in out and "FAILED" not in out
+
+
+def test_vision_answers_a_chat_completion_with_an_image():
+    """overlays/vision on a tiny Qwen2.5-VL (vision tower, Qwen2-VL image processor): the smoke's PNG goes through
+    Ray Serve LLM into vLLM's multimodal processor and vision encoder, and the model answers."""
+    proc = kuberay_llm("vision")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    model_id = overlay_model_id("vision")
+    assert "(no model hub here: a tiny random-weight Qwen2.5-VL with a vision tower generated offline)" in out
+    # 56x56 pixels are (56/14)^2 patches merged 2x2: 4 <|image_pad|> tokens between <|vision_start|> and <|vision_end|>
+    image_tokens = (smoke.IMAGE_SIDE // tiny_model.PATCH_SIZE) ** 2 // tiny_model.SPATIAL_MERGE_SIZE ** 2 + 2
+    assert "ok vision: chat completion with a 56x56 PNG (image_url data URL) answers, its prompt longer than " \
+           f"without the image: " in out and f" prompt tokens (+{image_tokens} for the image), " in out
+    assert f"smoke test {model_id} passed" in out and "FAILED" not in out
