@@ -233,7 +233,7 @@ def direct_streaming_evidence(head, app: str) -> str:
     status = ray_head.http("GET", f"{head.dashboard_url}/api/serve/applications/")
     details = (status.get("applications") or {}).get(app) or {}
     deployments = sorted(details.get("deployments") or {})
-    if any("Ingress" in d for d in deployments) or details.get("deployed_app_config") is None and not deployments:
+    if not deployments or any("Ingress" in d for d in deployments):
         raise Failed(f"{DIRECT_STREAMING}=1 but application {app} runs deployments {', '.join(deployments)}")
     return (f"{DIRECT_STREAMING}: application {app} runs {', '.join(deployments)} only, the LLM server as its "
             f"ingress (no OpenAiIngress; Serve's application status)")
