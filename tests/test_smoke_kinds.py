@@ -304,3 +304,16 @@ def test_kinds_survive_localizing_for_the_smoke_of_kuberay_llm_local():
         _, config = serve_config_of(render_overlay(overlay))
         local, _ = localize(config, model_path="/tiny", kv_cache_bytes=2**28)
         assert [k.name for k in kinds_of(local).values()] == [name]
+
+
+def test_kuberay_llm_local_refuses_gpt_oss_with_the_reason_before_starting_anything():
+    """gpt-oss cannot run on this CPU machine (Harmony's vocabulary is a download; MXFP4 needs a GPU): the command
+    says so, naming the overlay and the model, with the usage exit code, and starts no Ray head."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "kuberay_llm.cli", "local", "gpt-oss-20b"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: overlays/gpt-oss-20b: model my-gpt-oss (openai/gpt-oss-20b): a gpt-oss "
+                                  "model does not run locally: vLLM parses gpt-oss replies with the Harmony encoding")

@@ -61,7 +61,7 @@ def prepare(overlay: str, work_dir: Path, components: list[str] = (), replicas: 
             print(note)
     env = local_components.head_env(rendered)
     service, config = serve_config_of(rendered)
-    model = tiny_model_of(work_dir)
+    model = tiny_model_of(work_dir, rendered.source)
     local_config, changes = localize(config, model_path=model, kv_cache_bytes=KV_CACHE_BYTES,
                                      replicas=replicas, direct_streaming=env.get(DIRECT_STREAMING) == "1")
     print(f"{rendered.source}: RayService/{service}, applications: "
@@ -74,7 +74,7 @@ def prepare(overlay: str, work_dir: Path, components: list[str] = (), replicas: 
     return local_config, changes, [a.get("name", "default") for a in local_config["applications"]], env
 
 
-def tiny_model_of(work_dir: Path):
+def tiny_model_of(work_dir: Path, source: str):
     """localize's model_path: each LLMConfig gets the tiny model of its kind (smoke.kind_of, read from its
     engine_kwargs): a Qwen2.5-VL for vision, a Qwen3 for hybrid reasoning, a Llama otherwise."""
     from kuberay_llm.local.tiny_model import TINY_MODELS, architecture_for, ensure_tiny_model
@@ -84,7 +84,7 @@ def tiny_model_of(work_dir: Path):
         try:
             architecture = architecture_for(smoke.kind_of(entry))
         except UserError as err:
-            raise UserError(f"model {entry.model_id}: {err}") from None
+            raise UserError(f"{source}: model {entry.model_id} ({entry.model_source}): {err}") from None
         return str(ensure_tiny_model(work_dir, architecture)), TINY_MODELS[architecture]
 
     return model_for
