@@ -299,7 +299,7 @@ demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head
 
 .PHONY: test
 test: $(PREFLIGHT_DEPS) $(HELM) $(LOCAL_STAMP) controlplane argocd $(PROMTOOL) ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own).
-	$(PYTEST) -q
+	$(PYTEST) -q --durations=20
 
 .PHONY: test-fast
 test-fast: $(PREFLIGHT_DEPS) $(HELM) ## The edit loop (under a minute or two): no control plane, no Ray/vLLM runs.

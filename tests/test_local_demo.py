@@ -52,18 +52,6 @@ def nothing_left_behind():
     assert not ray_head.state_file(WORK).exists()
 
 
-def test_demo_serves_local_cpu_overlay_and_stops_cleanly():
-    proc = kuberay_llm("local-cpu")
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert "overlays/local-cpu: RayService/local-cpu-llm, applications: llm_app" in out
-    assert "model_source: 'Qwen/Qwen2.5-0.5B-Instruct' -> " in out
-    assert "llm_app: RUNNING" in out
-    assert f"models: {MODEL_ID}\n" in out
-    assert f"smoke test {MODEL_ID} passed: chat " in out
-    assert "stopped: Serve shut down, Ray head and all its processes gone" in out
-
-
 def test_a_reasoning_tier_passes_the_smoke_test_through_its_reasoning_field():
     """overlays/large keeps reasoning_parser deepseek_r1 on the tiny model: vLLM 0.29 puts the text before
     `</think>` into `reasoning`, so a random model's reply is mostly or wholly reasoning; the smoke test must
@@ -77,15 +65,25 @@ def test_a_reasoning_tier_passes_the_smoke_test_through_its_reasoning_field():
     reasoning = stream.split("\n  reasoning: ", 1)[1].split("\n", 1)[0]
     assert reasoning and reasoning != "(none)", out
     assert f"smoke test {model_id} passed" in out
+    assert "stopped: Serve shut down, Ray head and all its processes gone" in out
 
 
-def test_keep_leaves_it_serving_until_stop():
+def test_demo_serves_local_cpu_and_keep_leaves_it_serving_until_stop():
+    """`make demo`'s overlay, kept: rendered, the tiny model swapped in, RUNNING, smoke-tested, then serving on
+    :8000 until `--stop`. (The stop-at-the-end path of a run without --keep is every other test here; the
+    fixture checks that nothing is left behind after each.)"""
     import openai
 
     proc = kuberay_llm("local-cpu", "--keep")
     try:
         assert proc.returncode == 0, proc.stderr
-        assert f"curl -s http://127.0.0.1:8000/v1/chat/completions" in proc.stdout and f'"model": "{MODEL_ID}"' in proc.stdout
+        out = proc.stdout
+        assert "overlays/local-cpu: RayService/local-cpu-llm, applications: llm_app" in out
+        assert "model_source: 'Qwen/Qwen2.5-0.5B-Instruct' -> " in out
+        assert "llm_app: RUNNING" in out
+        assert f"models: {MODEL_ID}\n" in out
+        assert f"smoke test {MODEL_ID} passed: chat " in out
+        assert f"curl -s http://127.0.0.1:8000/v1/chat/completions" in out and f'"model": "{MODEL_ID}"' in out
         assert stack_processes() != []
         client = openai.OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="local", max_retries=0, timeout=120)
         chat = client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hello"}],
