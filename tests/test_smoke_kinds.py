@@ -21,7 +21,7 @@ import pytest
 
 from kuberay_llm import serveconfig, smoke
 from kuberay_llm.errors import Failed
-from kuberay_llm.harness.smoke import targets_of
+from kuberay_llm.harness.serveconfig import models
 from kuberay_llm.plan.catalog import models as catalog_models
 from kuberay_llm.render import render_overlay
 
@@ -42,7 +42,7 @@ def entry(engine: dict | None = None, source: str = "example/unknown-model") -> 
 def test_each_overlay_s_kind_comes_from_its_rendered_serve_config(overlay, kind):
     rendered = render_overlay(overlay)
     service = next(o for o in rendered.objects if o.get("kind") == "RayService")
-    assert [t.kind.name for t in targets_of(service)] == [kind]
+    assert [t.kind.name for t in models(service)] == [kind]
 
 
 def test_vision_is_read_from_limit_mm_per_prompt_in_each_of_vllm_s_spellings():

@@ -272,6 +272,8 @@ def _api_error(exc) -> ApiError:
         message, reason, details = (exc.body or exc.reason or f"HTTP {status}").strip(), "", None
     cls = Gone if status == 410 else ApiError
     return cls(status, reason, message, details)
+
+
 class Informer(threading.Thread):
     """List, then watch from the list's resourceVersion, forever: relist on 410 Gone, reconnect with backoff
     when the API server goes away. Puts `(name, kind, payload)` on `out`:

@@ -11,31 +11,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import dataclass
 
-from kuberay_llm import serveconfig, smoke
+from kuberay_llm import smoke
 from kuberay_llm.harness import settings
 from kuberay_llm.harness.errors import ConnectionFailed, Failed, UsageError
 from kuberay_llm.harness.kube import RAYSERVICE, ApiError, Kube, Unreachable, forbidden_message
+from kuberay_llm.harness.serveconfig import Model, models
 
 SERVE_PORT = 8000
-
-
-@dataclass(frozen=True)
-class Target:
-    model_id: str
-    model_source: str
-    kind: smoke.Kind
-
-
-def targets_of(rayservice: dict) -> list[Target]:
-    """Every LLMConfig of every application with its kind; [] if serveConfigV2 is not Ray Serve LLM's."""
-    try:
-        config = serveconfig.of_rayservice(rayservice)
-    except serveconfig.ServeConfigError:
-        return []
-    return [Target(e.model_id, e.model_source or e.model_id, smoke.kind_of(e)) for e in config.llm_entries
-            if e.model_id]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="default 64, 512 for reasoning models")
 
 
-def check_model(base_url: str, model: Target, max_tokens: int | None) -> None:
+def check_model(base_url: str, model: Model, max_tokens: int | None) -> None:
     smoke.check_model(base_url, model.model_id, kind=model.kind,
                       max_tokens=max_tokens or (512 if model.kind.reasoning else 64),
                       timeout_s=settings.smoke_timeout())
@@ -60,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.endpoint or not args.model:
         kube = Kube.connect(args.namespace)
         kube.check_reachable()
-    targets: list[Target]
+    targets: list[Model]
     if args.model and kube is None:
-        targets = [Target(args.model, args.model, smoke.TEXT)]
+        targets = [Model(args.model, args.model, smoke.TEXT)]
     else:
         try:
             rayservice = kube.get(RAYSERVICE.path(kube.namespace, args.name))
@@ -72,9 +55,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConnectionFailed(str(exc)) from None
         if rayservice is None:
             raise Failed(f"RayService {kube.namespace}/{args.name} not found")
-        targets = targets_of(rayservice)
+        targets = models(rayservice)
         if args.model:  # its kind from the serve config when it is listed there
-            targets = [t for t in targets if t.model_id == args.model] or [Target(args.model, args.model, smoke.TEXT)]
+            targets = [t for t in targets if t.model_id == args.model] or [Model(args.model, args.model, smoke.TEXT)]
         if not targets:
             raise UsageError(f"RayService {args.name}: no model_loading_config.model_id in spec.serveConfigV2; "
                              "pass --model")

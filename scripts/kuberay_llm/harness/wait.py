@@ -79,7 +79,6 @@ class Waiter:
         self.events: queue.Queue = queue.Queue()
         self.stop = threading.Event()
         self.rayservice: dict | None = None
-        self.synced_rayservice = False
         self.synced: set[str] = set()  # informers that have listed once
         self.pods: dict[str, dict] = {}
         self.cluster_events: OrderedDict[str, dict] = OrderedDict()
@@ -149,7 +148,7 @@ class Waiter:
                         item = None
                 # The first verdict waits for every list: healthy may depend on the events (a serve config
                 # KubeRay has just submitted) and failures on the pods.
-                if not self.synced_rayservice or self.synced != {"rayservice", "pods", "events"}:
+                if self.synced != {"rayservice", "pods", "events"}:
                     continue
                 verdict = self._assess()
                 if changed or self.progress.tty or verdict.state != "waiting":
@@ -207,8 +206,6 @@ class Waiter:
         if self.disconnected_since is not None and kind == "SYNC":
             self.progress.message(f"reconnected after {time.monotonic() - self.disconnected_since:.1f}s")
             self.disconnected_since = None
-        if kind == "SYNC":
-            self.synced.add(key)
         if key == "rayservice":
             self._handle_rayservice(kind, payload)
         elif key == "pods":
@@ -228,17 +225,18 @@ class Waiter:
                 self.cluster_events.move_to_end(payload["metadata"]["uid"])
             while len(self.cluster_events) > _MAX_EVENTS:
                 self.cluster_events.popitem(last=False)
+        if kind == "SYNC":  # after handling it: _handle_rayservice tells a first list from a relist by it
+            self.synced.add(key)
 
     def _handle_rayservice(self, kind: str, payload) -> None:
         where = f"RayService {self.namespace}/{self.name}"
         if kind == "SYNC":
             found = payload[0] if payload else None
             if found is None:
-                if not self.synced_rayservice:
+                if "rayservice" not in self.synced:
                     raise Failed(f"{where} not found (apply it first: kuberay-llm apply OVERLAY -n {self.namespace})")
                 raise Failed(f"{where} was deleted while waiting")
             self.rayservice = found
-            self.synced_rayservice = True
         elif kind == "DELETED":
             raise Failed(f"{where} was deleted while waiting")
         else:
