@@ -146,9 +146,7 @@ def run(args: argparse.Namespace) -> int:
         print("PUT /api/serve/applications/ (as the KubeRay operator does); waiting for RUNNING ...", flush=True)
         seconds = deploy(head, config, apps, sample_memory)
         print(f"ready in {seconds:.0f}s")
-        kinds = kinds_of(config)
-        for model_id in model_ids(config):
-            kind = kinds.get(model_id, smoke.TEXT)
+        for model_id, kind in kinds_of(config).items():
             print(f"== smoke test {model_id}: {kind.describe()}")
             # The tiny model is slow on CPU and its text is random: few tokens say as much as many.
             result = smoke.check_model(head.serve_url, model_id, kind=kind, max_tokens=16)
