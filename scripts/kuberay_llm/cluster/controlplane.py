@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from kuberay_llm import toolchain
-from kuberay_llm.cluster import kwok_config, network
+from kuberay_llm.cluster import gpus, kwok_config, network
 from kuberay_llm.errors import UserError
 
 NODES_FILE = Path(__file__).resolve().parents[1] / "data" / "local-cluster.yaml"
@@ -71,9 +71,30 @@ def binary(name: str) -> Path:
     return path
 
 
+# The CRDs `up` installs: module, its version's Makefile pin, the folders read.
+CRD_MODULES = (("github.com/ray-project/kuberay/ray-operator", "KUBERAY_VERSION"), ("sigs.k8s.io/kwok", "KWOK_VERSION"))
+CRD_SUBDIRS = {"github.com/ray-project/kuberay/ray-operator": ("config/crd/bases",),
+               "sigs.k8s.io/kwok": ("kustomize/crd/bases",)}
+
+
+def escape_module(path: str) -> str:
+    """The module cache's case encoding (golang.org/x/mod/module.EscapePath): 'A' -> '!a'."""
+    return "".join(f"!{c.lower()}" if c.isupper() else c for c in path)
+
+
 def module_dir(module: str, version_key: str) -> Path:
-    """A pinned Go module's directory in the module cache (CRDs are read from there, never copied)."""
+    """A pinned Go module's directory in the module cache (CRDs are read from there, never copied).
+
+    Where `go` is not installed (a GPU node given a carried module cache, bench/gpu/carry.py), the directory is
+    looked up in $GOMODCACHE by the cache's own layout instead."""
     version = toolchain.pins()[version_key]
+    if shutil.which("go") is None:
+        cache = os.environ.get("GOMODCACHE")
+        path = Path(cache or "~/go/pkg/mod").expanduser() / f"{escape_module(module)}@{version}"
+        if path.is_dir():
+            return path
+        raise UserError(f"{module}@{version} is not in the Go module cache ({path}) and `go` is not installed: "
+                        "install Go, or set GOMODCACHE to a cache that holds it (bench/gpu/carry.py packs one)")
     proc = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True,
                           timeout=300, check=False, cwd=tempfile.gettempdir())
     info = json.loads(proc.stdout or "{}")
@@ -100,6 +121,10 @@ def node_objects() -> list[dict]:
                                      "kubernetes.io/arch": "amd64", "kuberay-llm.local/runs": pool["runs"],
                                      **ZONE_LABELS, **pool.get("labels", {})},
                           "taints": pool.get("taints", [])})
+    if os.environ.get("KUBERAY_LLM_GPUS", "auto") != "none":  # this machine's GPUs as a node of their own
+        found = gpus.discover()
+        if found:
+            nodes.append(gpus.gpu_node(found, ZONE_LABELS, NODE_IP))
     return nodes
 
 
@@ -309,8 +334,8 @@ class Cluster:
                 os.environ["KUBECONFIG"] = old
 
     def _install_crds(self) -> None:
-        kuberay = module_dir("github.com/ray-project/kuberay/ray-operator", "KUBERAY_VERSION") / "config/crd/bases"
-        kwok = module_dir("sigs.k8s.io/kwok", "KWOK_VERSION") / "kustomize/crd/bases"
+        kuberay = module_dir(*CRD_MODULES[0]) / CRD_SUBDIRS[CRD_MODULES[0][0]][0]
+        kwok = module_dir(*CRD_MODULES[1]) / CRD_SUBDIRS[CRD_MODULES[1][0]][0]
         paths = sorted(kuberay.glob("*.yaml")) + [kwok / "kwok.x-k8s.io_logs.yaml", kwok / "kwok.x-k8s.io_portforwards.yaml"]
         kube = self.kube()
         names = []

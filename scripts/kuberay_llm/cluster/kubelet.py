@@ -31,7 +31,7 @@ from pathlib import Path
 
 from kubernetes.utils.quantity import parse_quantity
 
-from kuberay_llm.cluster import containers, network
+from kuberay_llm.cluster import containers, gpus, network
 from kuberay_llm.cluster.runner import BACKOFF_START_S, ContainerRunner, waiting_status
 from kuberay_llm.cluster.kwok_config import SIMULATE_ANNOTATION
 from kuberay_llm.harness.kube import ApiError, Kube
@@ -65,6 +65,9 @@ class Kubelet:
         self.lock = threading.Lock()
         self.used_ips = {self.host_ip}
         self.services: dict[str, list[tuple[str, list[str]]]] = {}  # namespace -> [(service, [ips])]
+        # The device plugin's part, per node with GPUs. On a machine with GPUs every container gets the
+        # device env (none for a container that requests none); on one without, nothing changes.
+        self.allocators = {name: gpus.Allocator(n["gpus"]) for name, n in self.nodes.items() if n.get("gpus")}
 
     # -- addresses ------------------------------------------------------------------------------------
 
@@ -207,6 +210,7 @@ class PodWorker(threading.Thread):
         self.hosts_text = ""
         self.start_time = containers.now_rfc3339()
         self.runners: list[ContainerRunner] = []
+        self.devices: dict[str, list[gpus.Gpu]] = {}  # container name -> its GPUs
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -251,6 +255,8 @@ class PodWorker(threading.Thread):
             if not self.deleting.is_set() and self.run_init_containers():
                 self.run_containers()
             self.deleting.wait()
+        except gpus.AllocationError:  # reported by setup(); the pod stays Failed until it is deleted
+            self.deleting.wait()
         except Exception as exc:  # noqa: BLE001 - report it on the pod instead of dying silently
             log(f"{self.namespace}/{self.name}: {traceback.format_exc()}")
             self.event("Warning", "FailedCreatePodSandBox", f"local kubelet: {exc}")
@@ -267,7 +273,31 @@ class PodWorker(threading.Thread):
                           content_type="application/merge-patch+json")
         return True
 
+    def admit_devices(self) -> None:
+        """The device plugin's Allocate for every container that requests GPUs; raises AllocationError."""
+        allocator = self.kubelet.allocators.get(self.pod["spec"]["nodeName"])
+        for container in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
+            count = gpus.requested(container)
+            if count and allocator is None:
+                raise gpus.AllocationError(f"container {container['name']} requests {count} {gpus.RESOURCE} but node "
+                                           f"{self.pod['spec']['nodeName']} has no GPUs")
+            if count:
+                self.devices[container["name"]] = allocator.allocate(
+                    f"{self.namespace}/{self.name}/{container['name']}", count)
+        if self.devices:
+            text = "; ".join(f"{name}: " + ", ".join(f"GPU {g.index} {g.uuid}" for g in devices)
+                             for name, devices in self.devices.items())
+            log(f"{self.namespace}/{self.name}: allocated {text}")
+            self.event("Normal", "AllocatedDevices", f"{gpus.RESOURCE} allocated: {text}")
+
     def setup(self) -> None:
+        try:
+            self.admit_devices()
+        except gpus.AllocationError as err:  # the kubelet's admission failure: the pod fails, it is not retried
+            self.phase = "Failed"
+            self.event("Warning", "UnexpectedAdmissionError", f"Allocate failed due to {err}, which is unexpected")
+            self.publish()
+            raise
         (self.dir / "volumes").mkdir(parents=True, exist_ok=True)
         self.ip = self.kubelet.allocate_ip()
         network.add_pod_netns(self.netns, self.kubelet.bridge, self.ip, self.kubelet.network.prefixlen)
@@ -300,6 +330,9 @@ class PodWorker(threading.Thread):
                     pass
             network.delete_pod_netns(self.netns)
         self.kubelet.release_ip(self.ip)
+        allocator = self.kubelet.allocators.get(self.pod["spec"]["nodeName"])
+        if allocator is not None and allocator.release(f"{self.namespace}/{self.name}/"):
+            log(f"{self.namespace}/{self.name}: released its GPUs")
         for sub in ("volumes", "containers"):
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         try:  # the kubelet's last word: the pod object goes once its containers are gone
@@ -483,6 +516,8 @@ class PodWorker(threading.Thread):
                 "KUBERNETES_PORT": f"tcp://{self.kubelet.host_ip}:{self.kubelet.api_port}"}
         env = containers.resolve_env(self.pod, container, lambda k, n: self.kubelet.lookup(self.namespace, k, n),
                                      self.node["capacity"], base)
+        if self.kubelet.allocators:  # after the pod's own env, as the runtime's device hook comes last
+            env.update(gpus.container_env(self.devices.get(container["name"], [])))
         argv = containers.argv_of(container, env)
         root = self.dir / "containers" / container["name"]
         for sub in ("tmp", "scratch", "home"):
