@@ -2,7 +2,8 @@
 
 1. render (pinned kustomize or helm; plain files and stdin are read as they are);
 2. every object against the Kubernetes and KubeRay schemas, strictly (preflight/schema.py), in one
-   kubeconform run for all sources;
+   kubeconform run for all sources; then what those schemas lose (preflight/structure.py): exact-case kinds,
+   metadata.name, integers within their int32/int64 format;
 3. every serveConfigV2 against Ray's own schema classes and the typed serve-config model
    (preflight/serve_config.py, kuberay_llm/serveconfig.py);
 4. cross-field rules (preflight/rules.py, with what KubeRay and the API server would refuse later:
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from kuberay_llm import render
 from kuberay_llm.errors import UserError
-from kuberay_llm.preflight import import_paths, rules, schema, serve_config
+from kuberay_llm.preflight import import_paths, rules, schema, serve_config, structure
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.rayservice import facts
 
@@ -59,10 +60,12 @@ def pinned_ray() -> str:
 def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | None = None) -> list[Finding]:
     """Checks 2 to 4 of one rendered source (check 2 is skipped when its findings are passed in)."""
     findings = schema.check(rendered) if schema_findings is None else list(schema_findings)
+    if rendered.objects:
+        findings += structure.check(rendered.source, rendered.objects)
     if not rendered.objects:
         return findings + [Finding(ERROR, rendered.source, "(none)", "(document)", "contains no Kubernetes object",
                                    "give a manifest with at least one object, or an overlay directory")]
-    rejected = {f.obj for f in findings}
+    rejected = {f.obj for f in findings if f.severity == ERROR}
     # A schema finding on a RayService whose name cannot be read (metadata not a mapping, no name) cannot be
     # matched to its object: then no RayService of this source counts as accepted.
     known = {f"RayService/{facts(o).name}" for o in rendered.objects if o.get("kind") == "RayService"}

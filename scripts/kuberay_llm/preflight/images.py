@@ -71,7 +71,9 @@ def ray_containers(rs: RayServiceFacts):
     groups += [(f"workerGroupSpecs[{i}]", g) for i, g in enumerate(cluster.get("workerGroupSpecs") or [])]
     for where, group in groups:
         containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or []
-        if containers and isinstance(containers[0], dict) and isinstance(containers[0].get("image"), str):
+        # A missing or empty image is pod_rules' finding (the API server's Required value), not a tag to judge.
+        if containers and isinstance(containers[0], dict) and isinstance(containers[0].get("image"), str) \
+                and containers[0]["image"]:
             yield f"spec.rayClusterConfig.{where}.template.spec.containers[0].image", containers[0]["image"]
 
 

@@ -4,7 +4,7 @@ A RayService embeds its pod templates; the API server checks them only against t
 (types), not against the pod validation that runs when KubeRay later creates the Pods. A template that
 breaks a pod rule is accepted at apply and then fails on the cluster with `FailedCreate` events and no pod.
 Ported from Kubernetes v1.36.3, pkg/apis/core/validation/validation.go (validateContainers,
-validateContainerCommon, validateContainerPorts, ValidateEnv, ValidateVolumeMounts, validatePullPolicy,
+validateContainerCommon: a container's image is required, validateContainerPorts, ValidateEnv, ValidateVolumeMounts, validatePullPolicy,
 validateResourceRequirements, ValidateResourceQuantityValue, validateContainerResourceName) and
 pkg/apis/core/helper/helpers.go (IsOvercommitAllowed, IsExtendedResourceName), plus ObjectMeta's label and
 annotation rules (apimachinery pkg/api/validation/objectmeta.go), and the pod names KubeRay derives
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from kuberay_llm import kubenames
 from kuberay_llm.preflight.findings import ERROR, Finding
+from kuberay_llm.preflight.images import ray_containers
 from kuberay_llm.preflight.rayservice import RayServiceFacts, items, mapping
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
@@ -172,6 +173,7 @@ def rule_pod_templates(source, rs: RayServiceFacts, ctx) -> list[Finding]:
     """Every head and worker pod template passes the API server's pod validation."""
     obj, out = f"RayService/{rs.name}", []
     out += _metadata(source, obj, "metadata", rs.metadata)
+    ray_images = sorted({image for _, image in ray_containers(rs) if image})
     for group in rs.groups:
         spec = group.pod_spec
         out += _metadata(source, obj, f"{group.path}.template.metadata", mapping(group.template.get("metadata")))
@@ -194,6 +196,7 @@ def rule_pod_templates(source, rs: RayServiceFacts, ctx) -> list[Finding]:
                 if not isinstance(c, dict):
                     continue
                 path = f"{group.path}.template.spec.{kind}[{i}]"
+                out += _image(source, obj, path, c, ray=kind == "containers" and i == 0, others=ray_images)
                 out += _container(source, obj, path, c, volumes)
                 if isinstance(c.get("name"), str):
                     if c["name"] in names:
@@ -204,6 +207,25 @@ def rule_pod_templates(source, rs: RayServiceFacts, ctx) -> list[Finding]:
         if not group.path.endswith("headGroupSpec"):
             out += _worker_pod_name(source, obj, group)
     return out
+
+
+def _image(source, obj, path: str, c: dict, ray: bool, others: list[str]) -> list[Finding]:
+    """validateContainerCommon: `if len(ctr.Image) == 0 { field.Required(path.Child("image"), "") }`; KubeRay
+    copies the template's containers into the pods as they are (no default image)."""
+    image = c.get("image")
+    if isinstance(image, str) and image:
+        return []
+    what = ("the Ray container (KubeRay runs Ray in containers[0])" if ray
+            else f"container {c.get('name') or '(no name)'}")
+    if not ray:
+        fix = "set the container's image"
+    elif others:
+        fix = f"set image: {others[0]} (the Ray image of the other groups)"
+    else:
+        fix = "set image: rayproject/ray-llm:<rayVersion>-py312-cu130 (Ray's image for the rayVersion)"
+    return [Finding(ERROR, source, obj, f"{path}.image",
+                    f"Required value: {what} has no image (the API server refuses every pod KubeRay creates "
+                    "from this template)", fix)]
 
 
 def _worker_pod_name(source, obj, group) -> list[Finding]:
