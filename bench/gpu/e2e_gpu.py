@@ -92,10 +92,11 @@ class Run:
             "from ray._private.accelerators import NvidiaGPUAcceleratorManager as m; "
             "print(m.get_current_node_accelerator_type())")], capture_output=True, text=True, timeout=120).stdout.strip()
         versions = subprocess.run([sys.executable, "-c", (
-            "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-            "('ray', 'vllm', 'torch', 'transformers')}))")], capture_output=True, text=True, timeout=120).stdout
+            "import importlib.metadata as m, json\nv = {}\nfor p in ('ray', 'vllm', 'torch', 'transformers'):\n"
+            "    try: v[p] = m.version(p)\n    except m.PackageNotFoundError: v[p] = None\nprint(json.dumps(v))")], capture_output=True, text=True, timeout=120).stdout
         driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                 capture_output=True, text=True, timeout=30).stdout.split("\n")[0].strip()
+        ray_type = ray_type if ray_type not in ("", "None") else None
         return {"gpu": found[0].name, "gpus": len(found), "product_label": label, "catalog": entry,
                 "ray_accelerator_type": ray_type, "driver": driver, "versions": json.loads(versions or "{}")}
 
@@ -123,7 +124,8 @@ class Run:
 
     def overlay(self, variant: str, accelerator: str | None, components=(), engine=None) -> Path:
         out = gpu_overlay("small", self.model_dir(), accelerator, self.work / "overlays" / variant,
-                          list(components), engine, self.facts["product_label"])
+                          list(components), engine,
+                          {"nvidia.com/gpu.product": self.facts["product_label"], "kubernetes.io/hostname": gpus.GPU_NODE})
         log(f"overlay {variant}: {out} (small + Llama-3.1-8B config.json, RANDOM weights: load_format dummy)")
         print((out / "tiny-model-patch.yaml").read_text()[:1500], flush=True)
         return out

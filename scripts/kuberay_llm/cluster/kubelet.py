@@ -41,6 +41,7 @@ CLUSTER_DOMAIN = "cluster.local"
 HOSTS_REFRESH_S = 2.0
 TOKEN_REFRESH_S = 2400.0  # kubelets refresh projected tokens at 80% of their life (3607 s by default)
 DEFAULT_GRACE_S = 30
+DEVICE_RECLAIM_S = 45.0  # how long an admission waits for the devices of pods being torn down
 
 
 def log(message: str) -> None:
@@ -282,8 +283,18 @@ class PodWorker(threading.Thread):
                 raise gpus.AllocationError(f"container {container['name']} requests {count} {gpus.RESOURCE} but node "
                                            f"{self.pod['spec']['nodeName']} has no GPUs")
             if count:
-                self.devices[container["name"]] = allocator.allocate(
-                    f"{self.namespace}/{self.name}/{container['name']}", count)
+                owner = f"{self.namespace}/{self.name}/{container['name']}"
+                # The device manager reclaims the devices of pods no longer active before it allocates; here a
+                # deleted pod frees its devices when its teardown ends, which may be just after the scheduler
+                # placed the next pod: wait for that, not longer.
+                deadline = time.monotonic() + DEVICE_RECLAIM_S
+                while True:
+                    try:
+                        self.devices[container["name"]] = allocator.allocate(owner, count)
+                        break
+                    except gpus.AllocationError:
+                        if time.monotonic() > deadline or self.deleting.wait(0.5):
+                            raise
         if self.devices:
             text = "; ".join(f"{name}: " + ", ".join(f"GPU {g.index} {g.uuid}" for g in devices)
                              for name, devices in self.devices.items())

@@ -102,14 +102,14 @@ _Dumper.add_representer(LiteralText, lambda dumper, text: dumper.represent_scala
 
 def gpu_overlay(overlay: str, model_dir: Path, accelerator_type: str | None, out_dir: Path,
                 components: list[str] = (), engine_overrides: dict | None = None,
-                gpu_product: str | None = None) -> Path:
+                node_selector: dict[str, str] | None = None) -> Path:
     """`overlay` serving `model_dir` (a config.json and tokenizer, no weights) with `load_format: dummy`: vLLM
     allocates the weights exactly as a real load and fills them with random values, so memory, start-up and
     speed are the real model's and the text is noise. `accelerator_type` pins Ray's accelerator_type:<X>
     resource (`None`: as the overlay has it). `components` are manifests/components names added on top;
-    `engine_overrides` replace engine_kwargs (the failure cases of make e2e-gpu). `gpu_product` selects the
-    GPU model for every worker group (nodeSelector nvidia.com/gpu.product, GPU feature discovery's label), as
-    preflight asks of a serve config that pins accelerator_type."""
+    `engine_overrides` replace engine_kwargs (the failure cases of make e2e-gpu). `node_selector` is added to
+    every worker group's (the GPU model, nvidia.com/gpu.product, as preflight asks of a serve config that pins
+    accelerator_type; the node)."""
     rendered = render_overlay(overlay)
     name, config = serve_config_of(rendered)
     rayservice = next(o for o in rendered.objects if o.get("kind") == "RayService")
@@ -121,13 +121,13 @@ def gpu_overlay(overlay: str, model_dir: Path, accelerator_type: str | None, out
             if accelerator_type:
                 llm["accelerator_type"] = accelerator_type
     ops = mount_ops(rayservice, str(model_dir.parent))
-    if gpu_product:
-        for i, group in enumerate(rayservice["spec"]["rayClusterConfig"].get("workerGroupSpecs") or []):
-            path = f"/spec/rayClusterConfig/workerGroupSpecs/{i}/template/spec/nodeSelector"
-            if "nodeSelector" in group["template"]["spec"]:
-                ops.append({"op": "add", "path": path + "/nvidia.com~1gpu.product", "value": gpu_product})
-            else:
-                ops.append({"op": "add", "path": path, "value": {"nvidia.com/gpu.product": gpu_product}})
+    for i, group in enumerate(rayservice["spec"]["rayClusterConfig"].get("workerGroupSpecs") or []):
+        path = f"/spec/rayClusterConfig/workerGroupSpecs/{i}/template/spec/nodeSelector"
+        if "nodeSelector" in group["template"]["spec"]:
+            ops += [{"op": "add", "path": path + "/" + k.replace("~", "~0").replace("/", "~1"), "value": v}
+                    for k, v in (node_selector or {}).items()]
+        elif node_selector:
+            ops.append({"op": "add", "path": path, "value": dict(node_selector)})
     out = write_overlay(overlay, out_dir, config, ops)
     if components:
         kustomization = yaml.safe_load((out / "kustomization.yaml").read_text())
