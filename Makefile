@@ -353,6 +353,17 @@ smoke: $(RENDER_DEPS) ## Smoke-test OVERLAY's OpenAI API through a port-forward.
 diagnose: $(RENDER_DEPS) ## Status, events, pod states and last logs of OVERLAY's RayService.
 	$(CLI) diagnose "$$($(RAYSERVICE_NAME))" -n $(NAMESPACE)
 
+##@ GPU machine (root, NVIDIA GPUs)
+
+# make e2e-gpu [E2E_GPU_STEPS=up,default,standalone,high-throughput,failures,down]: bench/gpu/e2e_gpu.py says
+# what each step does. The Python must import Ray Serve LLM and vLLM built for the GPU (the .venv's vLLM is the CPU
+# build): E2E_GPU_PYTHON=python3 on a node that has them; bench/gpu/carry.py packs both for a node without network.
+E2E_GPU_PYTHON ?= python3
+E2E_GPU_STEPS ?= up,default,standalone,high-throughput,failures,down
+.PHONY: e2e-gpu
+e2e-gpu: controlplane ## On a GPU machine: the small tier through KubeRay on this GPU (random weights), smoke, bench 1/8/64 vs standalone vLLM, high-throughput, real GPU failures.
+	$(E2E_GPU_PYTHON) bench/gpu/e2e_gpu.py --steps $(E2E_GPU_STEPS)
+
 .PHONY: fuzz
 fuzz: $(PREFLIGHT_DEPS) $(HELM) ## Generated bad input (5,000 cases, fixed seed) through validate, chart values and plan: prints `N cases, T tracebacks, S silent passes`.
 	$(VENV)/bin/python tests/fuzz_preflight.py --cases $(FUZZ_CASES)
