@@ -60,7 +60,11 @@ def test_a_bad_log_lines_value_is_a_usage_error_not_a_traceback(monkeypatch):
         settings.log_lines()
 
 
-def test_a_missing_tool_is_unavailable(tmp_path):
-    result = run("validate", "small", KUBERAY_LLM_BIN=str(tmp_path))
-    assert result.returncode == exitcodes.UNAVAILABLE, result.stderr
-    assert "run `make tools`" in result.stderr and "Traceback" not in result.stderr
+def test_a_missing_tool_is_unavailable(tmp_path, monkeypatch, capsys):
+    # in this process: a CLI subprocess of validate imports Ray's LLM config, vLLM and torch (~10 s on 2 cores)
+    monkeypatch.setenv("KUBERAY_LLM_BIN", str(tmp_path))
+    monkeypatch.delenv("KUSTOMIZE", raising=False)  # not this run's cached kustomize (tests/conftest.py)
+    code = cli.main(["validate", "small"])
+    err = capsys.readouterr().err
+    assert code == exitcodes.UNAVAILABLE, err
+    assert "run `make tools`" in err and "Traceback" not in err

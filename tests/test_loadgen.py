@@ -74,6 +74,7 @@ def server():
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow  # a real `vllm serve` (the module's server fixture)
 @pytest.mark.timeout(900)
 def test_sweep_writes_percentiles_throughput_json_and_png(server, tmp_path: Path):
     base, model = server
@@ -97,6 +98,7 @@ def test_sweep_writes_percentiles_throughput_json_and_png(server, tmp_path: Path
     assert f"wrote {out / 'bench.json'}" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_model_the_endpoint_does_not_serve_is_named(server, tmp_path: Path):
     base, _ = server
