@@ -95,7 +95,33 @@ help: ## Show this help.
 ##@ Setup
 
 .PHONY: setup
-setup: tools venv setup-local dashboards ## Build the pinned tools into ./bin and the Python env into ./.venv (offline afterwards).
+setup: ## Build the pinned tools into ./bin and the Python env into ./.venv, three lanes at once; prints what it built and how long each took.
+	@mkdir -p $(WORKDIR) && rm -f $(SETUP_TIMES) && start=$$(date +%s); status=0; \
+	$(MAKE) --no-print-directory -j$(SETUP_JOBS) setup-lane-kube setup-lane-go setup-lane-python || status=$$?; \
+	echo "make setup: $$(( $$(date +%s) - start ))s in all, $(SETUP_JOBS) lane(s) at once$$( [ $$status = 0 ] || echo ", FAILED"):"; \
+	sort -t'|' -k1,1 -s $(SETUP_TIMES) 2>/dev/null | awk -F'|' '{printf "  %-7s %-58s %s\n", $$1, $$2, $$3}'; \
+	exit $$status
+
+# make setup's lanes run side by side (SETUP_JOBS=1: one after another), each building its targets in order:
+# - kube: the Kubernetes binaries, which share most of their packages: built one after another, the later ones
+#   reuse what kube-apiserver compiled (Go's build cache) instead of compiling it twice at once;
+# - go: every other Go tool (kustomize, helm, Argo CD, promtool, ...), independent of the kube lane's packages;
+# - python: ./.venv, vLLM's CPU build (mostly download and unpack), the schemas, the dashboards.
+# On 2 cores the two Go lanes fill each other's downloads and single-threaded links; the python lane runs beside.
+SETUP_JOBS ?= 3
+SETUP_TIMES := $(WORKDIR)/setup-times
+SETUP_LANE_kube = $(ETCD) $(KUBE_APISERVER) $(KUBE_CONTROLLER_MANAGER) $(KUBE_SCHEDULER) $(KUBERAY_OPERATOR) $(KWOK)
+SETUP_LANE_go = $(KUSTOMIZE) $(HELM) $(KUBECONFORM) $(HELM_DOCS) $(HELM_UNITTEST) $(ARGOCD) $(ARGOCD_REDIS) $(PROMTOOL)
+SETUP_LANE_python = $(VENV_STAMP) $(LOCAL_STAMP) $(SCHEMAS_STAMP) $(DASHBOARDS_STAMP)
+.PHONY: setup-lane-kube setup-lane-go setup-lane-python
+setup-lane-kube setup-lane-go setup-lane-python:
+	@lane=$(@:setup-lane-%=%); for t in $(SETUP_LANE_$(@:setup-lane-%=%)); do \
+	  name="$${t#$(CURDIR)/}"; \
+	  if $(MAKE) --no-print-directory -q "$$t" 2>/dev/null; then echo "$$lane|$$name|up to date" >> $(SETUP_TIMES); continue; fi; \
+	  echo "[$$lane] building $$name"; start=$$(date +%s); \
+	  $(MAKE) --no-print-directory "$$t" 2>&1 | sed -u "s/^/[$$lane] /" || { echo "$$lane|$$name|FAILED after $$(( $$(date +%s) - start ))s" >> $(SETUP_TIMES); exit 1; }; \
+	  echo "$$lane|$$name|built in $$(( $$(date +%s) - start ))s" >> $(SETUP_TIMES); \
+	done
 
 .PHONY: tools
 tools: kustomize helm kubeconform schemas helm-docs helm-unittest controlplane argocd promtool ## Build kustomize, helm, kubeconform, the local schemas, the local control plane and Argo CD into ./bin.
@@ -297,13 +323,18 @@ demo: $(LOCAL_STAMP) ## Run DEMO_OVERLAY (default local-cpu) on a local Ray head
 
 ##@ Test
 
+# What the fast tests need besides the preflight: helm and its plugins, the installed vLLM CPU build (read, never
+# run: its parsers, argument classes and Ray's pin of it), Argo CD's health checks and promtool's rule tests.
+FAST_TEST_DEPS := $(PREFLIGHT_DEPS) $(HELM) $(HELM_DOCS) $(HELM_UNITTEST) $(LOCAL_STAMP) $(ARGOCD) $(PROMTOOL)
+TEST_FAST_JOBS ?= auto
+
 .PHONY: test
-test: $(PREFLIGHT_DEPS) $(HELM) $(LOCAL_STAMP) controlplane argocd $(PROMTOOL) ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own).
+test: $(FAST_TEST_DEPS) controlplane argocd ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own); ends with its time and the 20 slowest tests.
 	$(PYTEST) -q --durations=20
 
 .PHONY: test-fast
-test-fast: $(PREFLIGHT_DEPS) $(HELM) ## The edit loop (under a minute or two): no control plane, no Ray/vLLM runs.
-	$(PYTEST) -q -m "not controlplane and not slow" -p no:cacheprovider
+test-fast: $(FAST_TEST_DEPS) ## The edit loop, under a minute on 2 cores: every test not marked slow or controlplane (no Ray or vLLM run, no control plane), on TEST_FAST_JOBS=auto workers.
+	$(PYTEST) -q -m fast -p no:cacheprovider -n $(TEST_FAST_JOBS) --durations=10
 
 ##@ Local cluster (kind without Docker, with Ray inside; needs root)
 
