@@ -5,13 +5,13 @@ validated as a manifest file with the real pinned kubeconform; each asserts the 
 from __future__ import annotations
 
 import copy
-import os
 
 import pytest
 import yaml
 
 from overlay_helpers import validate as validate_cli
-from kuberay_llm import render, validate
+from preflight_cases import lines, run_cases
+from kuberay_llm import render
 from kuberay_llm.preflight import upstream
 
 INT32_MAX = 2 ** 31 - 1
@@ -32,28 +32,13 @@ def small() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def results(small, tmp_path_factory) -> dict:
-    """{case: (exit code, its findings as printed)}: every case validated in one run (one kubeconform start), from
-    files named `<case>.yaml` in the working directory."""
-    tmp = tmp_path_factory.mktemp("structure")
-    cwd = os.getcwd()
-    os.chdir(tmp)
-    try:
-        for name, change in CASES.items():
-            objects = copy.deepcopy(small)
-            change(objects, next(o for o in objects if o["kind"] == "RayService"))
-            (tmp / f"{name}.yaml").write_text(yaml.safe_dump_all(objects, sort_keys=False))
-        outcomes = validate.validate_sources([(f"{n}.yaml", lambda n=n: render.load_source(f"{n}.yaml"))
-                                              for n in CASES])
-    finally:
-        os.chdir(cwd)
-    return {name: (o.exit_code, [f"{f.severity}: {f}" for f in o.findings] + ([o.error] if o.error else []))
-            for name, o in zip(CASES, outcomes)}
+    """{case: (exit code, its findings as printed)}, every case validated in one run."""
+    return run_cases({name: ("small", change) for name, change in CASES.items()}, {"small": small},
+                     tmp_path_factory.mktemp("structure"))
 
 
 def errors(results, name: str) -> list[str]:
-    code, lines = results[name]
-    assert code == 1, lines
-    return [line for line in lines if line.startswith("error: ")]
+    return lines(results, name, code=1)
 
 
 def _set(path: str, value):

@@ -57,6 +57,14 @@ def pinned_ray() -> str:
     return importlib.metadata.version("ray")
 
 
+def source_kind(rendered: render.Rendered) -> str:
+    """"overlay", "chart" or "file" (a manifest file or stdin), by where its loader says the image is set (an
+    overlay keeps Rendered's default, a file or stdin says "the image field", a chart names its values)."""
+    if rendered.image_setting == render.Rendered.image_setting:
+        return "overlay"
+    return "file" if rendered.image_setting == "the image field" else "chart"
+
+
 def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | None = None) -> list[Finding]:
     """Checks 2 to 4 of one rendered source (check 2 is skipped when its findings are passed in)."""
     findings = schema.check(rendered) if schema_findings is None else list(schema_findings)
@@ -75,6 +83,7 @@ def check_rendered(rendered: render.Rendered, schema_findings: list[Finding] | N
         "has_podmonitor": any(o.get("kind") == "PodMonitor" for o in rendered.objects),
         "objects": rendered.objects,  # source-level rules (preflight/hardening.py)
         "image_fix_where": rendered.image_setting,
+        "source_kind": source_kind(rendered),  # where a fix is made: an overlay, a chart's values or the file
     }
     for obj in rendered.objects:
         if obj.get("kind") != "RayService":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from kuberay_llm.preflight import capacity, deployment_advice, kuberay_rules, model_facts, pod_rules, serving_patterns
-from kuberay_llm.preflight import hardening
+from kuberay_llm.preflight import gated_models, hardening, ray_resources, serve_ports
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.images import parse as parse_image
 from kuberay_llm.preflight.images import ray_containers, rule_ray_images
@@ -244,6 +244,11 @@ RULES: list[tuple[object, tuple[str, ...]]] = [
     (rule_placement_fits_strategy, (CLUSTER, SERVE)),
     (rule_engine_metrics_when_monitored, (SERVE,)),
     *((rule, (CLUSTER,)) for rule in kuberay_rules.RULES + pod_rules.RULES),
+    (ray_resources.rule_ray_node_resources, (CLUSTER,)),
+    (ray_resources.rule_placement_gpus, (CLUSTER, SERVE)),
+    (ray_resources.rule_upgrade_needs_two_clusters, (CLUSTER, SERVE)),
+    (serve_ports.rule_serve_ports_agree, (CLUSTER, SERVE)),
+    (gated_models.rule_gated_model_has_a_token, (CLUSTER, SERVE)),
     *((rule, (CLUSTER, SERVE)) for rule in model_facts.RULES + capacity.RULES + deployment_advice.RULES),
     *serving_patterns.RULES,  # build_dp_openai_app, build_pd_openai_app, routers, high-throughput mode
     *hardening.RULES,  # network, pod security, GCS FT, model cache, component composition
