@@ -60,7 +60,10 @@ class Run:
     def __init__(self, work: Path):
         self.work = work
         self.cluster = work / "cluster"
-        self.env = {**os.environ, "KUBECONFIG": str(self.cluster / "kubeconfig"), "PYTHONUNBUFFERED": "1"}
+        # No node autoscaler adds GPU nodes to the local cluster: an unschedulable pod is final after a minute
+        # (the harness's default grace, 3m, leaves a cloud's autoscaler time to add one).
+        self.env = {"KUBERAY_LLM_UNSCHEDULABLE_GRACE": "60s", **os.environ,
+                    "KUBECONFIG": str(self.cluster / "kubeconfig"), "PYTHONUNBUFFERED": "1"}
         self.rows = work / "results.jsonl"
         self.facts: dict = {}
 
@@ -97,7 +100,7 @@ class Run:
         driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                 capture_output=True, text=True, timeout=30).stdout.split("\n")[0].strip()
         ray_type = ray_type if ray_type not in ("", "None") else None
-        return {"gpu": found[0].name, "gpus": len(found), "product_label": label, "catalog": entry,
+        return {"gpu": found[0].name, "gpus": len(found), "memory_mib": found[0].memory_mib, "product_label": label, "catalog": entry,
                 "ray_accelerator_type": ray_type, "driver": driver, "versions": json.loads(versions or "{}")}
 
     def model_dir(self) -> Path:
@@ -171,6 +174,7 @@ class Run:
         else:
             row["diagnose"] = self.cli("diagnose", NAME, "-n", NAMESPACE).stdout[-6000:]
         row["pods"] = self.pod_timeline()
+        self.capture(variant)
         text = self.replica_log()
         row["vllm"] = vllm_log.parse(text)
         row["vllm_log_lines"] = vllm_log.key_lines(text)[-30:]
@@ -179,6 +183,33 @@ class Run:
         self.cli("delete", NAME, "-n", NAMESPACE, "--ignore-not-found", timeout=300)
         self.wait_pods_gone()
         return row
+
+    def capture(self, variant: str) -> None:
+        """What the harness saw at the verdict, as tests/data/gpu fixtures hold it: the RayService, its pods, the
+        namespace's events, each container's last log lines (replayed by tests/test_gpu_failures.py)."""
+        code = f"""
+import json
+from kuberay_llm.harness.kube import Kube
+k = Kube.connect({NAMESPACE!r})
+ns = {NAMESPACE!r}
+rs = k.get(f"/apis/ray.io/v1/namespaces/{{ns}}/rayservices/{NAME}")
+pods = {{p["metadata"]["name"]: p for p in k.request("GET", f"/api/v1/namespaces/{{ns}}/pods")["items"]}}
+events = k.request("GET", f"/api/v1/namespaces/{{ns}}/events")["items"]
+logs = {{}}
+for name, pod in pods.items():
+    for c in pod["spec"]["containers"]:
+        try:
+            text = k.text(f"/api/v1/namespaces/{{ns}}/pods/{{name}}/log", [("container", c["name"]), ("tailLines", "80")])
+        except Exception as exc:
+            text = ""
+        logs[f"{{name}}/{{c['name']}}"] = text
+print(json.dumps({{"rayservice": rs, "pods": pods, "events": events, "logs": logs}}))
+"""
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env={**self.env, "PYTHONPATH": str(REPO / "scripts")})
+        out = self.work / "fixtures"
+        out.mkdir(exist_ok=True)
+        (out / f"{variant}.json").write_text(proc.stdout or json.dumps({"error": proc.stderr[-3000:]}))
 
     def pod_timeline(self) -> list[dict]:
         code = ("import json; from kuberay_llm.harness.kube import Kube; k = Kube.connect('default'); "
@@ -263,8 +294,9 @@ def main(argv: list[str]) -> int:
             other = "L4" if accel != "L4" else "A10G"
             run.deploy(step, run.overlay(step, other), False, FAILURE_WAIT_TIMEOUT)
         elif step == "fail-kv":  # the weights fit, the KV cache for max_model_len does not
-            run.deploy(step, run.overlay(step, accel, engine={"max_model_len": 131072,
-                                                               "gpu_memory_utilization": 0.25}),
+            # Llama-3.1-8B's bf16 weights are 15 GiB; leave ~4 GiB beside them: ~32k tokens of KV, not 131,072.
+            gmu = round(19.5 * 1024 / facts["memory_mib"], 3)
+            run.deploy(step, run.overlay(step, accel, engine={"max_model_len": 131072, "gpu_memory_utilization": gmu}),
                        False, FAILURE_WAIT_TIMEOUT)
         elif step == "fail-memory":  # another process holds most of the GPU
             hog = subprocess.Popen([sys.executable, "-c", (

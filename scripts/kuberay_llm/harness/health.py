@@ -11,6 +11,9 @@ import dataclasses
 import datetime
 import re
 import time
+from pathlib import Path
+
+import yaml
 
 from kuberay_llm.harness import settings
 
@@ -91,7 +94,7 @@ class Assessor:
                 involved = (event.get("involvedObject") or {}).get("name")
                 return Verdict(FAILED, f"KubeRay cannot create the pods of RayCluster {involved}: {message}")
 
-        verdict = self.assess_applications(_applications(status))
+        verdict = self.assess_applications(_applications(status)) or self._assess_placement(seen, status)
         if verdict:
             return verdict
 
@@ -201,6 +204,73 @@ class Assessor:
                     extra = f"; cluster autoscaler: {declined[-1].get('message')}" if declined else ""
                     return Verdict(FAILED, cause + extra)
         return None
+
+
+    def _assess_placement(self, seen: Observed, status: dict) -> Verdict | None:
+        """A replica Serve cannot schedule because it asks for Ray's accelerator_type:<X> resource. Ray's message
+        (Serve's deployment state, Ray 2.58 as seen on an H100 node): "... has 1 replicas that have taken more than
+        30s to be scheduled. ... Resources required for each replica: [{"accelerator_type:L4": 0.001, "GPU": 1.0,
+        "CPU": 1.0}], total resources available: {...}". Ray gives a GPU node accelerator_type:<its model> (H100
+        for "NVIDIA H100 80GB HBM3"): when every GPU worker group selects a GPU model Ray names otherwise, the
+        replica never places, so the verdict comes at once; when the models are not known from the pods, after the
+        unschedulable grace (an autoscaler may still add a node of that model)."""
+        for where, app, app_status in _applications(status):
+            for deployment, dstatus in (app_status.get("serveDeploymentStatuses") or {}).items():
+                message = dstatus.get("message") or ""
+                wanted = _ACCELERATOR_WANTED.search(message) if _UNSCHEDULED_REPLICA.search(message) else None
+                if not wanted:
+                    continue
+                accelerator = wanted.group(1)
+                gpu_models = _worker_gpu_models(seen.pods)
+                advertised = {t for _, types in gpu_models for t in types}
+                known = gpu_models and all(types for _, types in gpu_models)
+                head = (f"application {app}{where}: deployment {deployment} asks for Ray's accelerator_type:"
+                        f"{accelerator} and its replica cannot be scheduled")
+                if known and accelerator not in advertised:
+                    models = ", ".join(sorted({label for label, _ in gpu_models}))
+                    names = ", ".join(sorted(advertised))
+                    return Verdict(FAILED, f"{head}: the GPU workers run on {models} nodes, which Ray names "
+                                           f"accelerator_type:{names}; fix: set accelerator_type: {sorted(advertised)[0]} "
+                                           "in the serve config, or remove it", _indent(message))
+                if self._persisted(f"accelerator:{app}:{deployment}", settings.unschedulable_grace()):
+                    return Verdict(FAILED, f"{head} for {settings.unschedulable_grace():.0f}s: no Ray node advertises "
+                                           f"accelerator_type:{accelerator}; fix: set accelerator_type to the GPU your "
+                                           "workers have (`ray status -v` on the head lists accelerator_type:* "
+                                           "resources), or remove it", _indent(message))
+        return None
+
+
+_UNSCHEDULED_REPLICA = re.compile(r"replicas? that (?:have|has) taken more than \d+s to be scheduled")
+_ACCELERATOR_WANTED = re.compile(r'Resources required for each replica: .*?"accelerator_type:([^"]+)"', re.S)
+_GPU_MODEL_LABELS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator")
+
+
+def _catalog_accelerators() -> dict[str, list[str]]:
+    """Node label value (GPU feature discovery's product, GKE's accelerator) -> Ray's accelerator types, from
+    data/gpus.yaml (the planner's and preflight's catalog)."""
+    global _CATALOG
+    if _CATALOG is None:
+        data = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "gpus.yaml").read_text())["gpus"]
+        _CATALOG = {label: entry.get("ray_accelerator_types") or [] for entry in data.values()
+                    for label in entry.get("labels") or []}
+    return _CATALOG
+
+
+_CATALOG: dict[str, list[str]] | None = None
+
+
+def _worker_gpu_models(pods: dict[str, dict]) -> list[tuple[str, list[str]]]:
+    """(GPU model label, Ray accelerator types) of each GPU worker pod, from its nodeSelector ([] types: unknown)."""
+    models = []
+    for pod in pods.values():
+        spec = pod.get("spec") or {}
+        asks = any(((c.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu") for c in spec.get("containers") or [])
+        if not asks or (pod.get("metadata", {}).get("labels") or {}).get("ray.io/node-type") == "head":
+            continue
+        selector = spec.get("nodeSelector") or {}
+        label = next((selector[k] for k in _GPU_MODEL_LABELS if k in selector), None)
+        models.append((label or "unknown", _catalog_accelerators().get(label, []) if label else []))
+    return models
 
 
 def is_healthy(rs: dict) -> bool:
