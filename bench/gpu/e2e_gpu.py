@@ -261,13 +261,66 @@ print(json.dumps({{"rayservice": rs, "pods": pods, "events": events, "logs": log
         self.record({"step": "standalone-vllm", **row})
 
 
+def report(rows_path: Path, out: Path) -> dict:
+    """WORK/results.jsonl -> the data file of bench/gpu/results/: provenance, start-up, ratios, verdicts."""
+    rows = {}
+    for line in rows_path.read_text().splitlines():
+        row = json.loads(line)
+        rows[row["step"]] = row  # the last run of each step
+    machine = rows["up"]["machine"]
+
+    def levels(sweep: dict | None) -> dict:
+        return {str(lv["concurrency"]): {k: round(lv[k], 2) for k in ("output_throughput", "median_ttft_ms",
+                                                                    "p99_ttft_ms", "median_tpot_ms") if k in lv}
+                for lv in (sweep or {}).get("levels", [])}
+    summary = {"provenance": {
+        "command": "make e2e-gpu (python3 bench/gpu/e2e_gpu.py --steps " + ",".join(rows) + ")",
+        "gpu": machine["gpu"], "driver": machine["driver"], "versions": machine["versions"], "kuberay": "v1.6.2",
+        "date": rows["up"]["time"][:10], "model": "Llama-3.1-8B config.json, random weights (load_format dummy)",
+        "load": "vllm bench serve, random 512 in / 256 out tokens, ignore_eos, max(8, 4 x concurrency) requests, "
+                "8 warm-ups; through kuberay-llm bench's port-forward to <name>-serve-svc:8000",
+        "note": "Ray 2.58 / vLLM 0.26 (the newest pair the machine's torch 2.11 takes); the tiers pin 2.60 / 0.29"},
+        "cluster_up_s": rows["up"]["seconds"], "node_labels": rows["up"]["node_labels"]}
+    for step, row in rows.items():
+        if step in ("default", "high-throughput"):
+            summary[step] = {"apply_to_healthy_s": row.get("wait_s"), "first_answer_s": row.get("first_answer_s"),
+                             "pods": row.get("pods"), "status_timeline": row.get("status_timeline"),
+                             "vllm": row.get("vllm"), "levels": levels(row.get("bench"))}
+        elif step == "standalone-vllm":
+            summary["standalone_vllm"] = {"command": row["command"], "startup_s": row["startup_s"],
+                                          "vllm": row.get("memory"), "levels": levels(row.get("sweep"))}
+        elif step.startswith("fail-"):
+            summary[step] = {"wait_rc": row.get("wait_rc"), "apply_to_verdict_s": row.get("wait_s"),
+                             "verdict": (row.get("verdict") or [""])[-1]}
+        elif step == "plan-vs-vllm":
+            plan = (row.get("plan") or [{}])[0] if isinstance(row.get("plan"), list) else row.get("plan") or {}
+            summary["plan_vs_vllm"] = {"plan_kv_cache_tokens": plan.get("kv_cache_tokens"),
+                                       "plan_max_concurrency": plan.get("max_concurrency"),
+                                       "vllm_kv_cache_tokens": (row.get("vllm") or {}).get("kv_cache_tokens"),
+                                       "vllm_max_concurrency": (row.get("vllm") or {}).get("max_concurrency")}
+    if "default" in summary and "standalone_vllm" in summary:
+        ray, solo = summary["default"]["levels"], summary["standalone_vllm"]["levels"]
+        summary["ratios"] = {c: {"output_tokens_per_s": round(ray[c]["output_throughput"] / solo[c]["output_throughput"], 3),
+                                 "ttft_p50_overhead_ms": round(ray[c]["median_ttft_ms"] - solo[c]["median_ttft_ms"], 1)}
+                             for c in ray if c in solo}
+        summary["startup_overhead_s"] = round(summary["default"]["apply_to_healthy_s"]
+                                              - summary["standalone_vllm"]["startup_s"], 1)
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=REPO / ".work" / "e2e-gpu")
     parser.add_argument("--steps", default="up,default,standalone,high-throughput,failures,down",
                         help="comma-separated: up default standalone high-throughput failures "
                              "fail-accelerator fail-kv fail-memory fail-gpus down")
+    parser.add_argument("--report", nargs=2, type=Path, metavar=("RESULTS_JSONL", "OUT_JSON"),
+                        help="write the data file of a finished run and exit")
     args = parser.parse_args(argv)
+    if args.report:
+        print(json.dumps(report(*args.report), indent=1)[:4000])
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     run = Run(args.work)
     steps = args.steps.split(",")
