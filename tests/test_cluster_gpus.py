@@ -106,3 +106,28 @@ def test_requested_reads_limits_as_extended_resources_must_be_set():
     assert gpus.requested({"resources": {"limits": {"nvidia.com/gpu": "2"}, "requests": {"nvidia.com/gpu": "2"}}}) == 2
     assert gpus.requested({"resources": {"requests": {"cpu": "1"}}}) == 0
     assert gpus.requested({}) == 0
+
+
+def test_the_gpu_overlay_changes_only_the_model_its_weights_the_accelerator_and_the_node(tmp_path):
+    """make e2e-gpu's overlay: small as written, but its model a local directory with random weights."""
+    from kuberay_llm.cluster.tiny_overlay import gpu_overlay
+    from kuberay_llm.local.serve_config import llm_configs_of, serve_config_of
+    from kuberay_llm.render import render_overlay
+
+    model = tmp_path / "m" / "llama8b"
+    model.mkdir(parents=True)
+    selector = {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "kubernetes.io/hostname": gpus.GPU_NODE}
+    out = gpu_overlay("small", model, "H100", tmp_path / "ov", node_selector=selector)
+    before, after = render_overlay("small"), render_overlay(str(out))
+    _, old = serve_config_of(before)
+    _, new = serve_config_of(after)
+    old_llm, new_llm = llm_configs_of(old["applications"][0])[0], llm_configs_of(new["applications"][0])[0]
+    assert new_llm["model_loading_config"]["model_source"] == str(model)
+    assert new_llm["engine_kwargs"] == {**old_llm["engine_kwargs"], "load_format": "dummy"}
+    assert new_llm["accelerator_type"] == "H100"
+    rs_old = next(o for o in before.objects if o["kind"] == "RayService")["spec"]["rayClusterConfig"]
+    rs_new = next(o for o in after.objects if o["kind"] == "RayService")["spec"]["rayClusterConfig"]
+    worker_old, worker_new = rs_old["workerGroupSpecs"][0]["template"]["spec"], rs_new["workerGroupSpecs"][0]["template"]["spec"]
+    assert worker_new["nodeSelector"] == {**(worker_old.get("nodeSelector") or {}), **selector}
+    assert worker_new["containers"][0]["resources"] == worker_old["containers"][0]["resources"]
+    assert {"name": "tiny-model", "mountPath": str(model.parent), "readOnly": True} in worker_new["containers"][0]["volumeMounts"]
