@@ -1,12 +1,11 @@
 """Shared fixtures (broken copies of real overlays, built in a temp dir next to a copy of manifests/; one control
-plane for the hardening suites), the `fast` marker, the fast tests' time budget and this run's kustomize cache."""
+plane for the hardening suites), the `fast` marker, the fast tests' time budget, and each repository overlay rendered
+once per run."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,42 +20,44 @@ NOT_FAST = ("slow", "controlplane", "e2e")
 _FAST = {"seconds": 0.0, "count": 0}
 
 
-def pytest_configure(config):
-    _cache_kustomize(config)
-
-
-def _cache_kustomize(config):
-    """Point KUSTOMIZE at tests/cached_kustomize.py for this run (and every subprocess it starts), unless the
-    caller chose a kustomize or KUBERAY_LLM_TEST_KUSTOMIZE_CACHE=0; xdist workers share the controller's cache."""
-    if os.environ.get("KUBERAY_LLM_TEST_KUSTOMIZE_CACHE") == "0":
+@pytest.fixture(scope="session", autouse=True)
+def renders_once_per_input():
+    """Within one run, each overlay of the repository is built by kustomize once and each rendered text parsed
+    once: render.kustomize_build keeps the output per overlay directory inside manifests/, overlays/ or deploy/
+    (a copy in a temp dir, which a test may break, is always built), and render.parse_objects keeps the objects
+    per text, handing out a deep copy each time (a test may change what it gets). Failures are not kept.
+    KUBERAY_LLM_TEST_RENDER_CACHE=0 turns both off."""
+    if os.environ.get("KUBERAY_LLM_TEST_RENDER_CACHE") == "0":
+        yield
         return
-    if os.environ.get("KUBERAY_LLM_TEST_KUSTOMIZE_CACHE") and os.environ.get("KUSTOMIZE"):
-        return  # set by the controller of this run
-    if os.environ.get("KUSTOMIZE"):
-        return
-    from kuberay_llm import toolchain
-    from kuberay_llm.errors import ToolMissing
+    import copy
 
-    try:
-        real = toolchain.tool("kustomize")
-    except ToolMissing:
-        return  # the tests that need it fail naming `make tools`
-    cache = Path(tempfile.mkdtemp(prefix="kuberay-llm-kustomize-"))
-    launcher = cache / "bin" / real.name  # the same name in error messages as the real binary
-    launcher.parent.mkdir()
-    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "{REPO / "tests" / "cached_kustomize.py"}" "$@"\n')
-    launcher.chmod(0o755)
-    os.environ.update(KUSTOMIZE=str(launcher), KUBERAY_LLM_TEST_KUSTOMIZE_REAL=str(real),
-                      KUBERAY_LLM_TEST_KUSTOMIZE_CACHE=str(cache / "builds"))
-    config._kustomize_cache = cache
+    from kuberay_llm import render, toolchain
 
+    roots = [REPO / d for d in ("manifests", "overlays", "deploy")]
+    built: dict[tuple[Path, Path], str] = {}
+    parsed: dict[tuple[str, str], list[dict]] = {}
+    real_build, real_parse = render.kustomize_build, render.parse_objects
 
-def pytest_unconfigure(config):
-    cache = getattr(config, "_kustomize_cache", None)
-    if cache is not None:
-        shutil.rmtree(cache, ignore_errors=True)
-        for name in ("KUSTOMIZE", "KUBERAY_LLM_TEST_KUSTOMIZE_REAL", "KUBERAY_LLM_TEST_KUSTOMIZE_CACHE"):
-            os.environ.pop(name, None)
+    def kustomize_build(overlay):
+        path = Path(overlay).resolve()
+        if not any(path == r or r in path.parents for r in roots):
+            return real_build(overlay)
+        key = (toolchain.tool("kustomize"), path)  # raises as the real one does when the binary is missing
+        if key not in built:
+            built[key] = real_build(overlay)
+        return built[key]
+
+    def parse_objects(text, source):
+        key = (text, source)
+        if key not in parsed:
+            parsed[key] = real_parse(text, source)
+        return copy.deepcopy(parsed[key])
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "kustomize_build", kustomize_build)
+        mp.setattr(render, "parse_objects", parse_objects)
+        yield
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects (tests/controlplane/conftest.py marks its own tests too)

@@ -2,15 +2,17 @@
 
 tests/conftest.py sums their setup, call and teardown times; a run whose sum is over the budget fails with
 `verdict`'s line, so a test that grows slow is marked slow (or made fast) instead of stretching the edit loop.
-The budget is for 2 cores; KUBERAY_LLM_TEST_SLOWDOWN scales it on a slower or loaded machine, as it scales the
-control-plane tests' timeouts.
+The budget is for 2 cores: the sum measured about 105 s under `make test-fast` (two xdist workers, each test
+sharing the cores with the other worker's) and about 90 s one test at a time in `make test`; 150 s leaves room
+for growth while keeping test-fast near a minute. KUBERAY_LLM_TEST_SLOWDOWN scales it on a slower or loaded
+machine, as it scales the control-plane tests' timeouts.
 """
 
 from __future__ import annotations
 
 import os
 
-FAST_BUDGET_S = 60.0
+FAST_BUDGET_S = 150.0
 
 
 def slowdown() -> float:

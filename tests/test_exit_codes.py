@@ -63,7 +63,6 @@ def test_a_bad_log_lines_value_is_a_usage_error_not_a_traceback(monkeypatch):
 def test_a_missing_tool_is_unavailable(tmp_path, monkeypatch, capsys):
     # in this process: a CLI subprocess of validate imports Ray's LLM config, vLLM and torch (~10 s on 2 cores)
     monkeypatch.setenv("KUBERAY_LLM_BIN", str(tmp_path))
-    monkeypatch.delenv("KUSTOMIZE", raising=False)  # not this run's cached kustomize (tests/conftest.py)
     code = cli.main(["validate", "small"])
     err = capsys.readouterr().err
     assert code == exitcodes.UNAVAILABLE, err

@@ -130,12 +130,14 @@ def test_there_are_components_and_overlays_to_compose():
     assert len(OVERLAYS) >= 5
 
 
+@pytest.mark.slow  # the renders fixture: ~60 kustomize builds of overlay x components (~13 s on 2 cores)
 def test_every_component_alone_renders(renders):
     failed = [f"overlays/{o} + {c[0]}: {r.stderr.strip().splitlines()[-1]}" for (o, c), r in renders.items()
               if len(c) == 1 and r.returncode != 0]
     assert not failed, "\n".join(failed)
 
 
+@pytest.mark.slow
 def test_the_largest_compatible_sets_render_the_same_in_either_order(renders):
     problems = []
     for overlay in OVERLAYS:
@@ -151,6 +153,7 @@ def test_the_largest_compatible_sets_render_the_same_in_either_order(renders):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.slow
 def test_each_component_adds_what_it_says_and_keeps_the_pod_labels(renders):
     """A component never drops what the tier had: the stable pod label survives every combination."""
     for (overlay, comps), result in renders.items():
@@ -165,6 +168,7 @@ def test_each_component_adds_what_it_says_and_keeps_the_pod_labels(renders):
                 assert labels.get(hardening.INSTANCE_LABEL) == o["metadata"]["name"], (overlay, comps)
 
 
+@pytest.mark.slow
 def test_incompatible_pairs_are_named(renders):
     """Each pair of hardening.INCOMPATIBLE fails: at kustomize (a duplicated object) or in preflight, by name."""
     from kuberay_llm import render, validate
@@ -182,6 +186,7 @@ def test_incompatible_pairs_are_named(renders):
         assert any(f"components {a} + {b}: cannot go together" in m for m in messages), messages
 
 
+@pytest.mark.slow
 def test_the_harness_role_can_apply_every_kind_the_components_render(renders):
     role = yaml.safe_load((REPO / "deploy" / "rbac" / "role.yaml").read_text())
     allowed = {}

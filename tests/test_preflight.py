@@ -4,7 +4,6 @@ overlay with that rule's message. Runs the real pinned kustomize and kubeconform
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
