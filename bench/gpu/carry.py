@@ -7,7 +7,7 @@ registries are reachable, writes into DIR (default .carry/):
     part-p*   the Python packages: vLLM + Ray Serve LLM + the kuberay-llm harness's dependencies, installed with
               `pip --target site` for the GPU machine's Python (3.12), without the packages that machine has
     part-b*   ./bin's control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, the
-              KubeRay operator), the KubeRay and kwok CRDs in Go module-cache layout, iproute2 and its libraries
+              KubeRay operator), kustomize, kubeconform and the schemas, the KubeRay and kwok CRDs in Go module-cache layout, iproute2 and its libraries
     zstandard-*.whl  to decompress there (the machine may have no zstd binary)
     SHA256SUMS
 
@@ -40,6 +40,7 @@ PLATFORMS = ["manylinux_2_39_x86_64", "manylinux_2_35_x86_64", "manylinux_2_34_x
 TRIM = ["vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so", "vllm/vllm-rs", "vllm/third_party/fmha_sm100", "ray/jars",
         "ray/rllib", "bin/py-spy", "bin/tune", "hf_transfer"]
 CONTROL_PLANE = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "ray-operator"]
+RENDER_TOOLS = ["kustomize", "kubeconform"]  # render and validate the generated overlays there
 # Debian bookworm's iproute2 and the libraries `ip` links (ldd), for machines without it.
 DEBS = ["iproute2", "libbpf1", "libelf1", "libmnl0", "libxtables12", "libcap2", "libdb5.3", "libtirpc3", "libselinux1",
         "libpcre2-8-0", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3", "libkrb5support0", "libkeyutils1",
@@ -95,6 +96,12 @@ def binaries_group(work: Path) -> Path:
         path = controlplane.binary(name)
         shutil.copy2(path, root / "bin" / path.name)
         run(["strip", "--strip-all", str(root / "bin" / path.name)])  # debug info only: a quarter of a Go binary
+    from kuberay_llm import toolchain
+    for name in RENDER_TOOLS:
+        path = toolchain.tool(name)
+        shutil.copy2(path, root / "bin" / path.name)
+        run(["strip", "--strip-all", str(root / "bin" / path.name)])
+    shutil.copytree(toolchain.schemas_dir(), root / "bin" / "schemas")  # make schemas' output, for validate
     modcache = root / "gomodcache"
     for module, key in controlplane.CRD_MODULES:
         src = controlplane.module_dir(module, key)
