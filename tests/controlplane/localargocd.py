@@ -32,6 +32,7 @@ import yaml
 from localcluster import REPO_ROOT, LocalControlPlane, free_port, kubeconfig_text, ADMIN_TOKEN
 
 from kuberay_llm import toolchain  # noqa: E402 - localcluster puts scripts/ on sys.path
+from kuberay_llm.harness.kube import ApiError  # noqa: E402
 
 NAMESPACE = "argocd"
 # What the README tells users to apply with `kubectl apply --server-side --field-manager=kuberay-llm`.
@@ -334,8 +335,16 @@ class LocalArgoCD:
         app = self.plane.kube().get(path)
         if app and app["metadata"].get("deletionTimestamp"):
             rest = [f for f in app["metadata"].get("finalizers") or [] if f != "foregroundDeletion"]
-            self.plane.kube().request("PATCH", path, body={"metadata": {"finalizers": rest or None}},
-                                      content_type="application/merge-patch+json")
+            # With the resourceVersion read: Argo CD removes its own finalizer meanwhile, and a patch from the older
+            # read would put it back ("no new finalizers can be added if the object is being deleted"). A conflict
+            # means the object changed: the caller's next poll reads it again.
+            try:
+                self.plane.kube().request("PATCH", path, body={"metadata": {
+                    "finalizers": rest or None, "resourceVersion": app["metadata"]["resourceVersion"]}},
+                    content_type="application/merge-patch+json")
+            except ApiError as err:
+                if err.status not in (409, 422):
+                    raise
 
     def wait_for(self, what: str, probe, timeout: float = 60, interval: float = 0.5):
         """Poll `probe()` until it returns a truthy value; fail with what was last seen and the logs."""
