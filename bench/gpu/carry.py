@@ -1,6 +1,6 @@
 """Pack what `make e2e-gpu` needs onto a GPU machine that has no network: pieces of at most 60 MiB.
 
-A GPU machine without a package index (an air-gapped node, a lent bare machine) has Python, torch and the
+A GPU machine without a package index (an air-gapped node, a bare rented machine) has Python, torch and the
 NVIDIA driver, but not vLLM, Ray, the local control plane or iproute2. This script, run where the package
 registries are reachable, writes into DIR (default .carry/):
 
