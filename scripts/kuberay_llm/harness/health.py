@@ -11,11 +11,9 @@ import dataclasses
 import datetime
 import re
 import time
-from pathlib import Path
-
-import yaml
 
 from kuberay_llm.harness import settings
+from kuberay_llm.plan import catalog
 
 HEALTHY, FAILED, WAITING = "healthy", "failed", "waiting"
 
@@ -205,7 +203,6 @@ class Assessor:
                     return Verdict(FAILED, cause + extra)
         return None
 
-
     def _assess_placement(self, seen: Observed, status: dict) -> Verdict | None:
         """A replica Serve cannot schedule because it asks for Ray's accelerator_type:<X> resource. Ray's message
         (Serve's deployment state, Ray 2.58 as seen on an H100 node): "... has 1 replicas that have taken more than
@@ -214,6 +211,7 @@ class Assessor:
         for "NVIDIA H100 80GB HBM3"): when every GPU worker group selects a GPU model Ray names otherwise, the
         replica never places, so the verdict comes at once; when the models are not known from the pods, after the
         unschedulable grace (an autoscaler may still add a node of that model)."""
+        gpu_models = None  # read from the pods once, and only when a replica waits for an accelerator type
         for where, app, app_status in _applications(status):
             for deployment, dstatus in (app_status.get("serveDeploymentStatuses") or {}).items():
                 message = dstatus.get("message") or ""
@@ -221,7 +219,8 @@ class Assessor:
                 if not wanted:
                     continue
                 accelerator = wanted.group(1)
-                gpu_models = _worker_gpu_models(seen.pods)
+                if gpu_models is None:
+                    gpu_models = _worker_gpu_models(seen.pods)
                 advertised = {t for _, types in gpu_models for t in types}
                 known = gpu_models and all(types for _, types in gpu_models)
                 head = (f"application {app}{where}: deployment {deployment} asks for Ray's accelerator_type:"
@@ -245,22 +244,10 @@ _ACCELERATOR_WANTED = re.compile(r'Resources required for each replica: .*?"acce
 _GPU_MODEL_LABELS = ("nvidia.com/gpu.product", "cloud.google.com/gke-accelerator")
 
 
-def _catalog_accelerators() -> dict[str, list[str]]:
-    """Node label value (GPU feature discovery's product, GKE's accelerator) -> Ray's accelerator types, from
-    data/gpus.yaml (the planner's and preflight's catalog)."""
-    global _CATALOG
-    if _CATALOG is None:
-        data = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "gpus.yaml").read_text())["gpus"]
-        _CATALOG = {label: entry.get("ray_accelerator_types") or [] for entry in data.values()
-                    for label in entry.get("labels") or []}
-    return _CATALOG
-
-
-_CATALOG: dict[str, list[str]] | None = None
-
-
 def _worker_gpu_models(pods: dict[str, dict]) -> list[tuple[str, list[str]]]:
-    """(GPU model label, Ray accelerator types) of each GPU worker pod, from its nodeSelector ([] types: unknown)."""
+    """(GPU model label, Ray accelerator types) of each GPU worker pod, from its nodeSelector and the planner's GPU
+    catalog (data/gpus.yaml: node labels -> ray_accelerator_types; [] types: a model it does not know)."""
+    by_label = {label: list(gpu.ray_accelerator_types) for gpu in catalog.gpus().values() for label in gpu.labels}
     models = []
     for pod in pods.values():
         spec = pod.get("spec") or {}
@@ -269,7 +256,7 @@ def _worker_gpu_models(pods: dict[str, dict]) -> list[tuple[str, list[str]]]:
             continue
         selector = spec.get("nodeSelector") or {}
         label = next((selector[k] for k in _GPU_MODEL_LABELS if k in selector), None)
-        models.append((label or "unknown", _catalog_accelerators().get(label, []) if label else []))
+        models.append((label or "unknown", by_label.get(label, []) if label else []))
     return models
 
 
