@@ -39,6 +39,7 @@ import yaml  # noqa: E402
 import vllm_log  # noqa: E402
 from kuberay_llm.cluster import gpus  # noqa: E402
 from kuberay_llm.cluster.tiny_overlay import gpu_overlay  # noqa: E402
+from kuberay_llm.harness.kube import Kube  # noqa: E402
 
 NAME = "llama-8b"  # overlays/small's RayService
 NAMESPACE = "default"
@@ -76,6 +77,11 @@ class Run:
         if check and proc.returncode != 0:
             raise SystemExit(f"kuberay-llm {' '.join(args)} exited {proc.returncode}")
         return proc
+
+    def kube(self) -> Kube:
+        """The harness's client on the local cluster (its kubeconfig is read at connect time)."""
+        os.environ["KUBECONFIG"] = self.env["KUBECONFIG"]
+        return Kube.connect(NAMESPACE)
 
     def record(self, row: dict) -> None:
         row = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **row}
@@ -115,10 +121,7 @@ class Run:
     def up(self) -> None:
         t = time.time()
         self.cli("cluster", "up", "--dir", str(self.cluster), check=True, timeout=600)
-        node = json.loads(subprocess.run([sys.executable, "-c", (
-            "import json, os; from kuberay_llm.harness.kube import Kube; "
-            f"print(json.dumps(Kube.connect('default').request('GET', '/api/v1/nodes/{gpus.GPU_NODE}')))")],
-            capture_output=True, text=True, env={**self.env, "PYTHONPATH": str(REPO / "scripts")}, timeout=60).stdout)
+        node = self.kube().request("GET", f"/api/v1/nodes/{gpus.GPU_NODE}")
         labels = {k: v for k, v in node["metadata"]["labels"].items() if k.startswith("nvidia.com/")}
         log("GPU node", gpus.GPU_NODE, "capacity", node["status"]["capacity"].get(gpus.RESOURCE), "labels", labels)
         self.record({"step": "up", "seconds": round(time.time() - t, 1), "machine": self.machine(),
@@ -187,37 +190,26 @@ class Run:
     def capture(self, variant: str) -> None:
         """What the harness saw at the verdict, as tests/data/gpu fixtures hold it: the RayService, its pods, the
         namespace's events, each container's last log lines (replayed by tests/test_gpu_failures.py)."""
-        code = f"""
-import json
-from kuberay_llm.harness.kube import Kube
-k = Kube.connect({NAMESPACE!r})
-ns = {NAMESPACE!r}
-rs = k.get(f"/apis/ray.io/v1/namespaces/{{ns}}/rayservices/{NAME}")
-pods = {{p["metadata"]["name"]: p for p in k.request("GET", f"/api/v1/namespaces/{{ns}}/pods")["items"]}}
-events = k.request("GET", f"/api/v1/namespaces/{{ns}}/events")["items"]
-logs = {{}}
-for name, pod in pods.items():
-    for c in pod["spec"]["containers"]:
-        try:
-            text = k.text(f"/api/v1/namespaces/{{ns}}/pods/{{name}}/log", [("container", c["name"]), ("tailLines", "80")])
-        except Exception as exc:
-            text = ""
-        logs[f"{{name}}/{{c['name']}}"] = text
-print(json.dumps({{"rayservice": rs, "pods": pods, "events": events, "logs": logs}}))
-"""
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                              env={**self.env, "PYTHONPATH": str(REPO / "scripts")})
+        k = self.kube()
+        base = f"/api/v1/namespaces/{NAMESPACE}"
+        pods = {p["metadata"]["name"]: p for p in k.request("GET", f"{base}/pods")["items"]}
+        logs = {}
+        for name, pod in pods.items():
+            for c in pod["spec"]["containers"]:
+                try:
+                    logs[f"{name}/{c['name']}"] = k.text(f"{base}/pods/{name}/log",
+                                                         [("container", c["name"]), ("tailLines", "80")])
+                except Exception:  # noqa: BLE001 - a container not started yet has no log
+                    logs[f"{name}/{c['name']}"] = ""
+        fixture = {"rayservice": k.get(f"/apis/ray.io/v1/namespaces/{NAMESPACE}/rayservices/{NAME}"), "pods": pods,
+                   "events": k.request("GET", f"{base}/events")["items"], "logs": logs}
         out = self.work / "fixtures"
         out.mkdir(exist_ok=True)
-        (out / f"{variant}.json").write_text(proc.stdout or json.dumps({"error": proc.stderr[-3000:]}))
+        (out / f"{variant}.json").write_text(json.dumps(fixture))
 
     def pod_timeline(self) -> list[dict]:
-        code = ("import json; from kuberay_llm.harness.kube import Kube; k = Kube.connect('default'); "
-                f"print(json.dumps(k.request('GET', '/api/v1/namespaces/{NAMESPACE}/pods')['items']))")
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              env={**self.env, "PYTHONPATH": str(REPO / "scripts")})
         pods = []
-        for pod in json.loads(proc.stdout or "[]"):
+        for pod in self.kube().request("GET", f"/api/v1/namespaces/{NAMESPACE}/pods")["items"]:
             conds = {c["type"]: c.get("lastTransitionTime") for c in (pod.get("status") or {}).get("conditions") or []}
             pods.append({"name": pod["metadata"]["name"], "node": pod["spec"].get("nodeName"),
                          "created": pod["metadata"]["creationTimestamp"], "phase": pod["status"].get("phase"),
