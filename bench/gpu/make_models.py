@@ -29,6 +29,16 @@ CONFIGS = {
         "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
         "use_cache": True, "vocab_size": 128256,
     },
+    "qwen32b": {  # Qwen/Qwen2.5-32B-Instruct
+        "hub_id": "Qwen/Qwen2.5-32B-Instruct",
+        "architectures": ["Qwen2ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+        "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 5120, "initializer_range": 0.02,
+        "intermediate_size": 27648, "max_position_embeddings": 32768, "max_window_layers": 70,
+        "model_type": "qwen2", "num_attention_heads": 40, "num_hidden_layers": 64,
+        "num_key_value_heads": 8, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+        "sliding_window": 131072, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+        "use_cache": True, "use_sliding_window": False, "vocab_size": 152064,
+    },
     "mixtral": {  # mistralai/Mixtral-8x7B-Instruct-v0.1
         "hub_id": "mistralai/Mixtral-8x7B-Instruct-v0.1",
         "architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1,
