@@ -305,17 +305,31 @@ def test_the_kv_backends_are_rays():
 # --- high-throughput mode ----------------------------------------------------------------------------------
 
 
+def _high_throughput_replacements(overlay, keep) -> None:
+    """Keep of components/high-throughput's replacements (in the copy) the target fieldPaths `keep(flag, path)`
+    accepts; `flag` is the env entry's name."""
+    kustomization = overlay.parent.parent / "manifests/components/high-throughput/kustomization.yaml"
+    values = yaml.safe_load((kustomization.parent / "values.yaml").read_text())["spec"]
+
+    def change(data):
+        for replacement in data["replacements"]:
+            flag = values[replacement["source"]["fieldPath"].removeprefix("spec.")]["name"]
+            for target in replacement["targets"]:
+                target["fieldPaths"] = [f for f in target["fieldPaths"] if keep(flag, f)]
+        data["replacements"] = [r for r in data["replacements"] if any(t["fieldPaths"] for t in r["targets"])]
+
+    edit_yaml(kustomization, change)
+
+
 def _head_only(overlay_copy, base="large"):
     """base + components/high-throughput, with the flags removed from the worker group."""
     overlay = with_components(overlay_copy, base, "high-throughput")
-    env = overlay.parent.parent / "manifests/components/high-throughput/serve-env.yaml"
-    ops = yaml.safe_load(env.read_text())
-    env.write_text(yaml.safe_dump([op for op in ops if "headGroupSpec" in op["path"]]))
-    return overlay, env
+    _high_throughput_replacements(overlay, lambda flag, path: "headGroupSpec" in path)
+    return overlay
 
 
 def test_high_throughput_flags_on_the_head_only(capsys, overlay_copy):
-    overlay, _ = _head_only(overlay_copy)
+    overlay = _head_only(overlay_copy)
     code, out = validate(capsys, overlay)
     assert code == 1
     assert ("spec.rayClusterConfig.workerGroupSpecs[0].template.spec.containers[0].env.RAY_SERVE_ENABLE_HA_PROXY: is on "
@@ -326,7 +340,7 @@ def test_high_throughput_flags_on_the_head_only(capsys, overlay_copy):
 
 def test_a_flag_spelled_true_is_off(capsys, overlay_copy):
     overlay = with_components(overlay_copy, "large", "high-throughput")
-    replace(overlay.parent.parent / "manifests/components/high-throughput/serve-env.yaml", 'value: "1"',
+    replace(overlay.parent.parent / "manifests/components/high-throughput/values.yaml", 'value: "1"',
             'value: "true"')
     code, out = validate(capsys, overlay)
     assert code == 1
@@ -346,9 +360,7 @@ def test_a_flag_in_runtime_env_does_not_reach_the_controller(capsys, overlay_cop
 
 def test_direct_streaming_needs_haproxy(capsys, overlay_copy):
     overlay = with_components(overlay_copy, "large", "high-throughput")
-    env = overlay.parent.parent / "manifests/components/high-throughput/serve-env.yaml"
-    ops = yaml.safe_load(env.read_text())
-    env.write_text(yaml.safe_dump([op for op in ops if op["value"]["name"] != "RAY_SERVE_ENABLE_HA_PROXY"]))
+    _high_throughput_replacements(overlay, lambda flag, path: flag != "RAY_SERVE_ENABLE_HA_PROXY")
     code, out = validate(capsys, overlay)
     assert code == 1
     assert ("spec.rayClusterConfig.headGroupSpec.template.spec.containers[0].env.RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"
@@ -389,10 +401,7 @@ def test_direct_streaming_with_lora_needs_the_request_body(capsys, overlay_copy)
 
 def test_haproxy_refuses_a_router_on_the_ingress(capsys, overlay_copy):
     overlay = with_components(overlay_copy, "small", "high-throughput")
-    env = overlay.parent.parent / "manifests/components/high-throughput/serve-env.yaml"
-    ops = yaml.safe_load(env.read_text())
-    env.write_text(yaml.safe_dump([op for op in ops
-                                   if op["value"]["name"] != "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"]))
+    _high_throughput_replacements(overlay, lambda flag, path: flag != "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING")
     path, _ = llm_config(overlay.parent / "small")
     edit_yaml(path, lambda d: d["applications"][0]["args"].update(
         ingress_deployment_config={"request_router_config": {"request_router_class": ROUTER}}))

@@ -39,6 +39,7 @@ import yaml  # noqa: E402
 import vllm_log  # noqa: E402
 from kuberay_llm.cluster import gpus  # noqa: E402
 from kuberay_llm.cluster.tiny_overlay import gpu_overlay  # noqa: E402
+from kuberay_llm.group_guards import guard_op  # noqa: E402
 from kuberay_llm.harness.kube import Kube  # noqa: E402
 
 NAME = "llama-8b"  # overlays/small's RayService
@@ -356,6 +357,7 @@ def main(argv: list[str]) -> int:
         elif step == "fail-gpus":  # a worker group asking for more GPUs than the node has
             out = run.overlay(step, accel)
             patch = yaml.safe_load((out / "tiny-model-patch.yaml").read_text())
+            patch += [guard_op(0, "gpu-group")]  # small's one worker group
             patch += [{"op": "replace", "path": f"/spec/rayClusterConfig/workerGroupSpecs/0/template/spec/containers/0/"
                        f"resources/{kind}/nvidia.com~1gpu", "value": str(facts["gpus"] + 1)}
                       for kind in ("requests", "limits")]

@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from kuberay_llm import toolchain
-from kuberay_llm.errors import UserError
+from kuberay_llm.errors import ToolError, UserError
+from kuberay_llm.group_guards import failed_guard_hint
 
 
 @dataclass
@@ -48,8 +49,14 @@ def display_name(path: Path) -> str:
 
 
 def kustomize_build(overlay: Path) -> str:
-    return toolchain.run_tool([toolchain.tool("kustomize"), "build", overlay],
-                              what=display_name(overlay))
+    try:
+        return toolchain.run_tool([toolchain.tool("kustomize"), "build", overlay],
+                                  what=display_name(overlay))
+    except ToolError as err:
+        hint = failed_guard_hint(str(err), Path(overlay), display_name)
+        if hint is None:
+            raise
+        raise ToolError(f"{err}; {hint}") from None
 
 
 def parse_objects(text: str, source: str) -> list[dict]:

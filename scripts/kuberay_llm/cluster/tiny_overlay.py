@@ -20,6 +20,7 @@ import yaml
 
 from kuberay_llm import toolchain
 from kuberay_llm.errors import UserError
+from kuberay_llm.group_guards import guard_op
 from kuberay_llm.local.serve_config import llm_configs_of, serve_config_of
 from kuberay_llm.render import render_overlay, resolve_overlay
 
@@ -37,14 +38,17 @@ def with_model(serve_config: dict, model_path: str) -> dict:
 
 
 def mount_ops(rayservice: dict, models_dir: str) -> list[dict]:
-    """JSON patch ops adding the read-only hostPath volume to the head and each worker group's Ray container."""
+    """JSON patch ops adding the read-only hostPath volume to the head and each worker group's Ray container; each
+    worker group's ops follow a test of its name, so they fail rather than land on another group."""
     cluster = rayservice["spec"]["rayClusterConfig"]
-    groups = [("/spec/rayClusterConfig/headGroupSpec", cluster["headGroupSpec"])] + [
-        (f"/spec/rayClusterConfig/workerGroupSpecs/{i}", g) for i, g in enumerate(cluster.get("workerGroupSpecs") or [])]
+    groups = [("/spec/rayClusterConfig/headGroupSpec", cluster["headGroupSpec"], None)] + [
+        (f"/spec/rayClusterConfig/workerGroupSpecs/{i}", g, guard_op(i, g["groupName"]))
+        for i, g in enumerate(cluster.get("workerGroupSpecs") or [])]
     volume = {"name": VOLUME, "hostPath": {"path": models_dir, "type": "Directory"}}
     mount = {"name": VOLUME, "mountPath": models_dir, "readOnly": True}
     ops = []
-    for path, group in groups:
+    for path, group, guard in groups:
+        ops += [guard] if guard else []
         spec = group["template"]["spec"]
         ops.append({"op": "add", "path": f"{path}/template/spec/volumes" + ("/-" if "volumes" in spec else ""),
                     "value": volume if "volumes" in spec else [volume]})
@@ -122,6 +126,7 @@ def gpu_overlay(overlay: str, model_dir: Path, accelerator_type: str | None, out
                 llm["accelerator_type"] = accelerator_type
     ops = mount_ops(rayservice, str(model_dir.parent))
     for i, group in enumerate(rayservice["spec"]["rayClusterConfig"].get("workerGroupSpecs") or []):
+        ops.append(guard_op(i, group["groupName"]))
         path = f"/spec/rayClusterConfig/workerGroupSpecs/{i}/template/spec/nodeSelector"
         if "nodeSelector" in group["template"]["spec"]:
             ops += [{"op": "add", "path": path + "/" + k.replace("~", "~0").replace("/", "~1"), "value": v}
