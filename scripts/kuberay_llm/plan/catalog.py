@@ -100,6 +100,8 @@ class Gpu:
     architecture: str
     ray_accelerator_types: tuple[str, ...]
     labels: tuple[str, ...]
+    bf16_dense_tflops: float = 0.0  # data-sheet peak, tensor cores, no sparsity (0: not known)
+    memory_tbps: float = 0.0        # data-sheet peak memory bandwidth, TB/s (0: not known)
 
 
 def _load(name: str) -> dict:
@@ -131,7 +133,9 @@ def models() -> dict[str, Model]:
 @functools.cache
 def gpus() -> dict[str, Gpu]:
     return {name: Gpu(name=name, total_gib=raw["total_gib"], architecture=raw["architecture"],
-                      ray_accelerator_types=tuple(raw["ray_accelerator_types"]), labels=tuple(raw["labels"]))
+                      ray_accelerator_types=tuple(raw["ray_accelerator_types"]), labels=tuple(raw["labels"]),
+                      bf16_dense_tflops=float(raw.get("bf16_dense_tflops", 0.0)),
+                      memory_tbps=float(raw.get("memory_tbps", 0.0)))
             for name, raw in _load("gpus.yaml")["gpus"].items()}
 
 
