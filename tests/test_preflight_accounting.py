@@ -18,6 +18,10 @@ W0_LIMITS = f"{W0}.template.spec.containers[0].resources.limits"
 HEAD = "spec.rayClusterConfig.headGroupSpec"
 
 
+def per_worker_gpus(config: dict, share: str) -> None:
+    config.setdefault("runtime_env", {}).setdefault("env_vars", {})["VLLM_RAY_PER_WORKER_GPUS"] = share
+
+
 def start_param(group: str, **params):
     def change(objects, rs):
         (head(rs) if group == "head" else worker(rs)).setdefault("rayStartParams", {}).update(params)
@@ -59,14 +63,34 @@ CASES = {
     "num-cpus-16": ("small", start_param("worker", **{"num-cpus": "16"})),
     # placement bundles and fractional GPUs
     "bundle-gpu-2": ("small", llm(lambda c, d: c.update(placement_group_config={"bundles": [{"GPU": 2}]}))),
-    "bundle-gpu-half": ("small", llm(lambda c, d: c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}))),
+    "bundle-gpu-half": ("small", llm(lambda c, d: (
+        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), per_worker_gpus(c, "0.5")))),
     "bundle-gpu-half-default-util": ("small", llm(lambda c, d: (
-        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), c["engine_kwargs"].pop("gpu_memory_utilization")))),
+        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), c["engine_kwargs"].pop("gpu_memory_utilization"),
+        per_worker_gpus(c, "0.5")))),
     "bundle-gpu-half-fits": ("small", llm(lambda c, d: (
-        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), c["engine_kwargs"].update(gpu_memory_utilization=0.45)))),
+        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), c["engine_kwargs"].update(gpu_memory_utilization=0.45),
+        per_worker_gpus(c, "0.5")))),
     "bundle-per-worker-quarter": ("small", llm(lambda c, d: (
         c.update(placement_group_config={"bundle_per_worker": {"GPU": 0.25}}),
-        c["engine_kwargs"].update(gpu_memory_utilization=0.3)))),
+        c["engine_kwargs"].update(gpu_memory_utilization=0.3), per_worker_gpus(c, "0.25")))),
+    # runtime_env settings the engine does not see (preflight/runtime_envs.py)
+    "bundle-gpu-half-no-env": ("small", llm(lambda c, d: (
+        c.update(placement_group_config={"bundles": [{"CPU": 1}, {"GPU": 0.5}]}),
+        c["engine_kwargs"].update(gpu_memory_utilization=0.45)))),
+    "bundle-gpu-half-app-env": ("small", llm(lambda c, d: (
+        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), c["engine_kwargs"].update(gpu_memory_utilization=0.45),
+        d["applications"][0].update(runtime_env={"env_vars": {"VLLM_RAY_PER_WORKER_GPUS": "0.5"}})))),
+    "bundle-gpu-half-shadowed-env": ("small", llm(lambda c, d: (
+        c.update(placement_group_config={"bundles": [{"GPU": 0.5}]}), c["engine_kwargs"].update(gpu_memory_utilization=0.45),
+        c["deployment_config"].update(ray_actor_options={"runtime_env": {"env_vars": {"VLLM_RAY_PER_WORKER_GPUS": "0.5"}}})))),
+    "actor-env-shadowed": ("small", llm(lambda c, d: c["deployment_config"].update(ray_actor_options={"runtime_env": {
+        "env_vars": {"NCCL_DEBUG": "INFO", "VLLM_USE_V1": "1"}, "pip": ["emoji"]}}))),
+    "actor-env-alone": ("small", llm(lambda c, d: (c.pop("runtime_env"), c["deployment_config"].update(
+        ray_actor_options={"runtime_env": {"env_vars": {"NCCL_DEBUG": "INFO"}}})))),
+    "ingress-env": ("small", llm(lambda c, d: d["applications"][0]["args"].update(ingress_deployment_config={
+        "ray_actor_options": {"runtime_env": {"env_vars": {"VLLM_LOGGING_LEVEL": "DEBUG", "NCCL_DEBUG": "INFO",
+                                                           "LOG_FORMAT": "json"}}}}))),
     # ports
     "http-port-9000": ("small", llm(lambda c, d: d.update(http_options={"port": 9000}))),
     "http-port-9000-ports-agree": ("small", lambda objects, rs: (
@@ -210,6 +234,62 @@ def test_fractional_gpu_per_worker(results):
 
 def test_fractional_gpu_whose_engines_fit_passes(results):
     assert lines(results, "bundle-gpu-half-fits", code=0) == []
+
+
+def test_fractional_gpu_without_the_engines_share(results):
+    """Ray 2.60 derives VLLM_RAY_PER_WORKER_GPUS for its tasks only (ray-project/ray#63875)."""
+    assert only(results, "bundle-gpu-half-no-env") == [
+        f"error: bundle-gpu-half-no-env.yaml: RayService/llama-8b: {PG}.bundles[1].GPU=0.5: Ray Serve LLM derives "
+        "VLLM_RAY_PER_WORKER_GPUS=0.5 from it for its download and engine-config tasks only, never for the replica, "
+        "whose vLLM engine reads it when it creates its GPU workers: each worker asks a whole GPU of a 0.5-GPU bundle "
+        "and the engine fails to start (Engine core initialization failed; ray-project/ray#63875); fix: set "
+        'runtime_env.env_vars.VLLM_RAY_PER_WORKER_GPUS: "0.5" in the llm_config']
+
+
+def test_fractional_gpu_share_set_for_the_whole_application_passes(results):
+    assert lines(results, "bundle-gpu-half-app-env", code=0) == []
+
+
+ACTOR_ENV = "serveConfigV2 llm_configs[0].deployment_config.ray_actor_options.runtime_env"
+
+
+def test_fractional_gpu_share_on_the_deployment_shadowed_by_the_llm_configs_env_vars(results):
+    """The small tier's llm_config sets runtime_env.env_vars (VLLM_USE_V1): it replaces the deployment's."""
+    assert [line.split(": RayService/llama-8b: ")[1].split(":")[0] for line in only(results, "bundle-gpu-half-shadowed-env")] \
+        == [f"{PG}.bundles[0].GPU=0.5"]
+    assert any(line.startswith(f"warning: bundle-gpu-half-shadowed-env.yaml: RayService/llama-8b: {ACTOR_ENV}.env_vars: ")
+               for line in results["bundle-gpu-half-shadowed-env"][1])
+
+
+def test_deployment_runtime_env_replaced_by_the_llm_configs(results):
+    assert lines(results, "actor-env-shadowed", "warning", code=0)[:1] == [
+        f"warning: actor-env-shadowed.yaml: RayService/llama-8b: {ACTOR_ENV}.env_vars: is replaced whole by the "
+        "llm_config's runtime_env.env_vars (Ray Serve LLM merges the two runtime_envs key by key, "
+        "LLMServer.get_deployment_options): its variables NCCL_DEBUG never reach the replica or its vLLM engine; fix: "
+        "move it into the llm_config's runtime_env.env_vars"]
+    assert not any(f"{ACTOR_ENV}.pip" in line for line in results["actor-env-shadowed"][1])  # the llm_config sets no pip
+
+
+def test_deployment_runtime_env_alone_reaches_the_replica(results):
+    assert not any("runtime_env" in line for line in results["actor-env-alone"][1])
+
+
+def test_engine_variables_on_the_ingress_warn(results):
+    assert [line for line in lines(results, "ingress-env", "warning", code=0) if "ingress_deployment_config" in line] == [
+        "warning: ingress-env.yaml: RayService/llama-8b: serveConfigV2 args.ingress_deployment_config.ray_actor_options"
+        ".runtime_env.env_vars: sets NCCL_DEBUG, VLLM_LOGGING_LEVEL for the OpenAiIngress replicas only: the vLLM "
+        "engine runs in the LLMServer deployment, built from each llm_config, and never sees them; fix: set them in "
+        "each llm_config's runtime_env.env_vars"]
+
+
+def test_ray_decides_which_placement_is_fractional():
+    """(Where `make setup-local` installed vLLM's CPU build: Ray's own reader is the one the rule calls.)"""
+    vllm_models = pytest.importorskip("ray.llm._internal.serve.engines.vllm.vllm_models")
+    from kuberay_llm.preflight.runtime_envs import fractional_gpu
+
+    for placement in ({"bundles": [{"GPU": 0.5}]}, {"bundles": [{"CPU": 1}, {"GPU": 0.25}]},
+                      {"bundle_per_worker": {"GPU": 0.3}}, {"bundles": [{"GPU": 1}]}, {}):
+        assert fractional_gpu(placement) == vllm_models.VLLMEngineConfig._detect_fractional_gpu_from_pg(placement)
 
 
 def test_vllms_default_memory_share_is_the_one_the_rule_assumes():
