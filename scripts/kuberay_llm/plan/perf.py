@@ -1,0 +1,374 @@
+"""vLLM's serving speed per (model, GPU, TP, PP, max_num_seqs, max_num_batched_tokens), from first principles
+scaled by fitted efficiencies (the constants of kuberay_llm/data/perf-fit.yaml, fitted by kuberay_llm.plan.perf_fit).
+
+One engine step (one forward pass of vLLM's v1 scheduler: every running decode gets one token, prefill chunks fill
+the rest of the max_num_batched_tokens budget) takes
+
+    step = step_overhead + FLOPs / (compute_efficiency x peak BF16) + bytes / (bandwidth_efficiency x peak bandwidth)
+           + TP all-reduces
+
+- FLOPs: 2 x active parameters x tokens (prefill and decode tokens alike; lm_head only for sampled tokens)
+  + attention, 4 x layers x heads x head_dim per (query token, context token) pair, over TP.
+- bytes: the GPU's weights (for MoE only the experts a batch of that many tokens touches on average) + the KV
+  cache the step reads (every decode's context, every prefill chunk's earlier tokens).
+- TP > 1: two all-reduces per layer, each ALLREDUCE_LATENCY_S plus its bytes over NVLINK_BYTES_PER_S (assumed,
+  not fitted: every measurement so far is TP 1). PP > 1: the stages run one after another with one batch in
+  flight (vLLM overlaps PP micro-batches, so throughput is a lower bound there; unmeasured too).
+
+Step time is linear in the work, so a run of pure-decode steps is summed in closed form.
+
+Batching: at most max_num_seqs requests run at once, and a request is admitted only while the planner's KV
+capacity (kuberay_llm.plan.accounting, vLLM's own accounting to within 1%) holds its whole prompt + output
+(vLLM admits on the prompt and preempts when the cache runs out; reserving the whole request is the steady state
+of that, without modelling the recomputation).
+
+Closed loop (`closed_loop`): N clients, each sending its next request when the last finishes, `num_prompts` in
+all, as `vllm bench serve --max-concurrency N` does; simulated step by step on cohorts (requests in the same
+state move together), giving TTFT p50/p90, TPOT p50 and output tokens/s as the benchmark computes them.
+
+Open loop (`open_loop`, for `kuberay-llm size --rps`): Poisson arrivals at `rate` per replica. The approximation:
+decode step time tau solves the fixed point tau = step(n decodes, p prefill tokens) with n = rate x output x tau
+(Little's law) and p = rate x input x tau (the prompt tokens arriving per step), closed form because step is
+linear; stable while rate x (output x decode cost + input x prefill cost) < 1 per second and n fits the batch
+limits. TTFT = request overhead + half a step (arrival to the next step boundary) + the M/D/1 wait for the
+prefill budget (server: max_num_batched_tokens - n tokens per step; utilisation rho = p / (budget - n); mean
+wait rho S / 2(1 - rho), S the request's prefill service time) + its own prefill steps. p90 takes the wait's
+tail as exponential with the M/D/1 mean and an atom 1 - rho at zero: P(W > t) = rho exp(-rho t / mean).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+from kuberay_llm.errors import UserError
+from kuberay_llm.plan import weights as weights_mod
+from kuberay_llm.plan.accounting import PlanInput, kv_bytes_per_token_per_layer, plan
+from kuberay_llm.plan.catalog import Gpu, Model
+
+ALLREDUCE_LATENCY_S = 8e-6     # one NCCL all-reduce of a small message on NVLink (assumed, unmeasured here)
+NVLINK_BYTES_PER_S = 300e9     # effective all-reduce bus bandwidth per GPU (assumed: H100 NVLink 450 GB/s one way)
+
+
+@dataclass(frozen=True)
+class Constants:
+    """The fitted efficiencies (kuberay_llm/data/perf-fit.yaml)."""
+
+    compute_efficiency: float    # fraction of the data-sheet BF16 dense peak the step's FLOPs run at
+    bandwidth_efficiency: float  # fraction of the data-sheet memory bandwidth the step's bytes move at
+    step_overhead_s: float       # per engine step: scheduling, sampling, kernel launches
+    request_overhead_s: float    # per request, on its TTFT: HTTP, tokenisation, the first streamed chunk
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One vLLM engine (one replica): what the step time and the batching depend on."""
+
+    model: Model
+    gpu: Gpu
+    tp: int = 1
+    pp: int = 1
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    kv_cache_tokens: int = 0   # 0: the planner's figure
+    block_size: int = 16
+    max_model_len: int = 8192
+    kv_cache_dtype: str = "auto"
+    gpu_memory_utilization: float = 0.9
+
+    def with_kv_from_planner(self) -> "Engine":
+        result = plan(PlanInput(model=self.model, gpu=self.gpu, tp=self.tp, pp=self.pp,
+                                max_model_len=self.max_model_len, gpu_memory_utilization=self.gpu_memory_utilization,
+                                max_num_seqs=self.max_num_seqs, max_num_batched_tokens=self.max_num_batched_tokens,
+                                kv_cache_dtype=self.kv_cache_dtype))
+        return Engine(**{**self.__dict__, "kv_cache_tokens": result.kv_cache_tokens if result.fits else 0,
+                         "block_size": result.block_size})
+
+
+@dataclass(frozen=True)
+class _Cost:
+    """Per-GPU work coefficients of one engine: seconds per unit of each kind of work."""
+
+    fixed: float          # per step: overhead + dense weights read + TP latency
+    per_token: float      # per scheduled token: its FLOPs + its TP all-reduce bytes
+    per_sampled: float    # per sampled token: lm_head FLOPs
+    per_ctx: float        # per (token, context token) pair read: attention FLOPs + KV bytes
+    per_attn_pair: float  # per (query, context) pair inside a prefill chunk: attention FLOPs only
+    expert_s: float       # reading every routed expert once (MoE; 0 for dense)
+    expert_frac: float    # experts_per_token / experts (MoE)
+
+
+def _active_linear_params(model: Model) -> float:
+    """Parameters one token multiplies through (no embedding lookup, no lm_head, only routed experts it uses)."""
+    total = weights_mod.total_parameters(model) - weights_mod.vision_params(model, 1)
+    total -= model.vocab_size * model.hidden_size * (1 if model.tie_word_embeddings else 2)
+    moe = model.moe
+    if moe:
+        moe_layers = model.layers - moe.first_dense_layers
+        total -= moe_layers * (moe.experts - moe.experts_per_token) * 3 * model.hidden_size * moe.intermediate_size
+    return total
+
+
+def _expert_bytes_per_gpu(model: Model, tp: int) -> float:
+    moe = model.moe
+    if not moe:
+        return 0.0
+    q = model.quantization
+    per_param = (weights_mod._quantized_bytes_per_param(model) if q and q.applies_to in ("linear", "experts")
+                 else weights_mod.BYTES[model.dtype])
+    return (model.layers - moe.first_dense_layers) * moe.experts * 3 * model.hidden_size * moe.intermediate_size \
+        / tp * per_param
+
+
+def _attention_width(model: Model) -> float:
+    """Multiply-adds per (query, context) pair per layer, summed over heads: QK^T plus AV."""
+    if model.mla:
+        return model.attention_heads * (model.mla.kv_lora_rank * 2 + model.mla.qk_rope_head_dim)
+    return model.attention_heads * model.head_dim * 2
+
+
+@functools.lru_cache(maxsize=4096)
+def _cost(engine: Engine, constants: Constants) -> _Cost:
+    model, gpu, tp = engine.model, engine.gpu, engine.tp
+    if not gpu.bf16_dense_tflops or not gpu.memory_tbps:
+        raise UserError(f"{gpu.name}: no peak BF16 TFLOPS / memory bandwidth in scripts/kuberay_llm/data/gpus.yaml "
+                        "(add the data sheet's figures)")
+    flops_per_s = gpu.bf16_dense_tflops * 1e12 * constants.compute_efficiency
+    bytes_per_s = gpu.memory_tbps * 1e12 * constants.bandwidth_efficiency
+    weights = sum(weights_mod.stage_weight_bytes(model, tp, engine.pp))
+    experts = _expert_bytes_per_gpu(model, tp)
+    kv_per_token = kv_bytes_per_token_per_layer(model, tp, engine.kv_cache_dtype) * model.layers
+    allreduces = 2 * model.layers if tp > 1 else 0
+    ring = 2 * (tp - 1) / tp if tp > 1 else 0.0
+    return _Cost(
+        fixed=constants.step_overhead_s + (weights - experts) / bytes_per_s + allreduces * ALLREDUCE_LATENCY_S,
+        per_token=2 * _active_linear_params(model) / tp / flops_per_s
+        + allreduces * ring * model.hidden_size * 2 / NVLINK_BYTES_PER_S,
+        per_sampled=2 * model.vocab_size * model.hidden_size / tp / flops_per_s,
+        per_ctx=2 * model.layers * _attention_width(model) / tp / flops_per_s + kv_per_token / bytes_per_s,
+        per_attn_pair=2 * model.layers * _attention_width(model) / tp / flops_per_s,
+        expert_s=experts / bytes_per_s,
+        expert_frac=(model.moe.experts_per_token / model.moe.experts) if model.moe else 0.0)
+
+
+def step_seconds(engine: Engine, constants: Constants, *, decodes: int = 0, decode_context: float = 0.0,
+                 prefill_tokens: int = 0, prefill_context: float = 0.0, prefill_pairs: float = 0.0,
+                 sampled: int | None = None) -> float:
+    """One engine step: `decodes` sequences with `decode_context` context tokens in all, `prefill_tokens` prompt
+    tokens whose chunks read `prefill_context` earlier tokens and form `prefill_pairs` causal pairs among
+    themselves."""
+    c = _cost(engine, constants)
+    tokens = decodes + prefill_tokens
+    sampled = decodes if sampled is None else sampled
+    touched = 1 - (1 - c.expert_frac) ** tokens if c.expert_s else 0.0
+    return (c.fixed + c.expert_s * touched + c.per_token * tokens + c.per_sampled * sampled
+            + c.per_ctx * (decode_context + prefill_context) + c.per_attn_pair * prefill_pairs)
+
+
+def request_capacity(engine: Engine, input_len: int, output_len: int) -> int:
+    """Requests of input + output tokens the engine runs at once: max_num_seqs, or the KV cache's blocks."""
+    blocks = math.ceil((input_len + output_len) / engine.block_size) * engine.block_size
+    return max(0, min(engine.max_num_seqs, engine.kv_cache_tokens // blocks))
+
+
+@dataclass
+class _Cohort:
+    count: int
+    sent: float          # when the clients sent these requests
+    prompt_left: int     # prompt tokens still to prefill, per request
+    generated: int = 0
+    first_token: float = 0.0
+
+
+@dataclass
+class Result:
+    """What `vllm bench serve` reports for one level."""
+
+    ttft_p50_s: float
+    ttft_p90_s: float
+    tpot_p50_s: float
+    output_tokens_per_s: float
+    request_rate: float = 0.0  # requests per second completed (closed loop) or offered (open loop)
+    duration_s: float = 0.0
+    binding: str = ""          # open loop: what limits the rate (empty when stable)
+    batch: float = 0.0         # mean running requests
+    details: dict = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """numpy.percentile's default (linear interpolation), which `vllm bench serve` uses."""
+    xs = sorted(values)
+    if not xs:
+        return 0.0
+    rank = q / 100 * (len(xs) - 1)
+    low = math.floor(rank)
+    high = min(low + 1, len(xs) - 1)
+    return xs[low] + (xs[high] - xs[low]) * (rank - low)
+
+
+def closed_loop(engine: Engine, constants: Constants, *, concurrency: int, input_len: int, output_len: int,
+                num_prompts: int | None = None) -> Result:
+    """`vllm bench serve --max-concurrency N` with fixed lengths (random prompts, --ignore-eos)."""
+    if input_len < 1 or output_len < 1 or concurrency < 1:
+        raise UserError("input_len, output_len and concurrency must be at least 1")
+    capacity = request_capacity(engine, input_len, output_len)
+    if capacity < 1:
+        raise UserError(f"{engine.model.name} on {engine.tp * engine.pp} x {engine.gpu.name}: the KV cache holds no "
+                        f"request of {input_len + output_len} tokens")
+    total = num_prompts or max(concurrency, 1)
+    unsent = total - min(concurrency, total)
+    waiting: list[_Cohort] = [_Cohort(min(concurrency, total), 0.0, input_len)]
+    running: list[_Cohort] = []
+    ttfts: list[tuple[float, int]] = []
+    tpots: list[tuple[float, int]] = []
+    now, finished, produced, busy = 0.0, 0, 0, 0.0
+    delay = constants.request_overhead_s
+    while finished < total:
+        # admit: FCFS while the batch and the KV cache have room (requests reach the engine after the overhead)
+        room = capacity - sum(c.count for c in running)
+        while waiting and room > 0 and waiting[0].sent + delay <= now + 1e-12:
+            head = waiting[0]
+            take = min(room, head.count)
+            if take < head.count:
+                waiting[0] = _Cohort(head.count - take, head.sent, head.prompt_left)
+                head = _Cohort(take, head.sent, head.prompt_left)
+            else:
+                waiting.pop(0)
+            running.append(head)
+            room -= take
+        if not running:  # idle until the next request reaches the engine
+            now = max(now, waiting[0].sent + delay)
+            continue
+        decoding = [c for c in running if c.prompt_left == 0]
+        n_dec = sum(c.count for c in decoding)
+        budget = engine.max_num_batched_tokens - n_dec
+        pref_tokens, pref_ctx, pref_pairs, completing = 0, 0.0, 0.0, []
+        split: list[tuple[_Cohort, _Cohort]] = []
+        for c in [c for c in running if c.prompt_left > 0]:
+            if budget <= 0:
+                break
+            done_before = input_len - c.prompt_left
+            full = min(c.count, budget // c.prompt_left)
+            if full:
+                chunk = c.prompt_left
+                pref_tokens += full * chunk
+                pref_ctx += full * chunk * done_before
+                pref_pairs += full * chunk * (chunk + 1) / 2
+                budget -= full * chunk
+            if full < c.count and budget > 0:  # one request gets a partial chunk
+                part = budget
+                pref_tokens += part
+                pref_ctx += part * done_before
+                pref_pairs += part * (part + 1) / 2
+                budget = 0
+                split.append((c, _Cohort(1, c.sent, c.prompt_left - part)))
+            completing.append((c, full))
+        if pref_tokens == 0:
+            # pure decode until the next cohort finishes (or a queued request arrives): closed-form sum
+            steps = min(output_len - c.generated for c in decoding)
+            ctx0 = sum(c.count * (input_len + c.generated) for c in decoding)
+            first = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0)
+            slope = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0 + n_dec) - first
+            if waiting and room > 0:
+                arrive = waiting[0].sent + delay
+                if arrive > now:
+                    steps = max(1, min(steps, math.ceil((arrive - now) / max(first, 1e-9))))
+                else:
+                    steps = 1
+            span = steps * first + slope * steps * (steps - 1) / 2
+            now += span
+            busy += span * n_dec
+            for c in decoding:
+                c.generated += steps
+            produced += steps * n_dec
+        else:
+            sampled = n_dec + sum(full for _, full in completing) + sum(1 for _, r in split if r.prompt_left == 0)
+            ctx = sum(c.count * (input_len + c.generated) for c in decoding)
+            span = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx, prefill_tokens=pref_tokens,
+                                prefill_context=pref_ctx, prefill_pairs=pref_pairs, sampled=sampled)
+            now += span
+            busy += span * sum(c.count for c in running)
+            for c in decoding:
+                c.generated += 1
+            produced += n_dec
+            new_running = []
+            for c in running:
+                if c.prompt_left == 0:
+                    new_running.append(c)
+                    continue
+                entry = next((full for cc, full in completing if cc is c), None)
+                partial = next((r for cc, r in split if cc is c), None)
+                if entry is None:
+                    new_running.append(c)
+                    continue
+                rest = c.count - entry - (1 if partial else 0)
+                if entry:
+                    new_running.append(_Cohort(entry, c.sent, 0, 1, now))
+                    produced += entry
+                if partial:
+                    new_running.append(partial)
+                if rest:
+                    new_running.append(_Cohort(rest, c.sent, c.prompt_left))
+            running = new_running
+        done = [c for c in running if c.prompt_left == 0 and c.generated >= output_len]
+        running = [c for c in running if not (c.prompt_left == 0 and c.generated >= output_len)]
+        for c in done:
+            finished += c.count
+            ttfts.append((c.first_token - c.sent, c.count))
+            tpots.append(((now - c.first_token) / max(1, output_len - 1), c.count))
+            again = min(c.count, unsent)
+            if again:
+                unsent -= again
+                waiting.append(_Cohort(again, now, input_len))
+    ttft_list = [v for v, n in ttfts for _ in range(n)]
+    tpot_list = [v for v, n in tpots for _ in range(n)]
+    return Result(ttft_p50_s=percentile(ttft_list, 50), ttft_p90_s=percentile(ttft_list, 90),
+                  tpot_p50_s=percentile(tpot_list, 50), output_tokens_per_s=total * output_len / now,
+                  request_rate=total / now, duration_s=now, batch=busy / now)
+
+
+def open_loop(engine: Engine, constants: Constants, *, rate: float, input_len: int, output_len: int) -> Result:
+    """Poisson arrivals at `rate` requests/s on one engine (the approximation: the module's docstring)."""
+    if rate <= 0:
+        raise UserError("the request rate must be positive")
+    capacity = request_capacity(engine, input_len, output_len)
+    if capacity < 1:
+        return Result(math.inf, math.inf, math.inf, 0.0, rate, binding="kv_memory")
+    c = _cost(engine, constants)
+    mean_ctx = input_len + output_len / 2
+    # step = fixed + n (per_token + per_sampled + per_ctx mean_ctx) + p (per_token + per_ctx I/2 + per_pair I/2)
+    decode_cost = c.per_token + c.per_sampled + c.per_ctx * mean_ctx
+    prefill_cost = c.per_token + (c.per_ctx + c.per_attn_pair) * input_len / 2
+    load = rate * (output_len * decode_cost + input_len * prefill_cost)
+    fixed = c.fixed + c.expert_s  # MoE: a batch of any size touches nearly every expert
+    if load >= 1:
+        return Result(math.inf, math.inf, math.inf, 0.0, rate, binding="compute")
+    tau = fixed / (1 - load)
+    n = rate * output_len * tau
+    p = rate * input_len * tau
+    if n > capacity:
+        limit = "max_num_seqs" if capacity == engine.max_num_seqs else "kv_memory"
+        return Result(math.inf, math.inf, tau, 0.0, rate, binding=limit, batch=n)
+    budget = engine.max_num_batched_tokens - n
+    if budget <= 0 or p >= budget:
+        return Result(math.inf, math.inf, tau, 0.0, rate, binding="max_num_batched_tokens", batch=n)
+    chunk = min(input_len, budget)
+    own_steps = math.ceil(input_len / budget)
+    own_step = tau + max(0.0, chunk - p) * prefill_cost  # tau already holds the mean p prefill tokens
+    service = own_steps * own_step
+    rho = p / budget
+    mean_wait = rho * service / (2 * (1 - rho))
+    tail = (mean_wait / rho) * math.log(10 * rho) if rho > 0.1 else 0.0
+    base = constants.request_overhead_s + service
+    return Result(ttft_p50_s=base + tau / 2 + _exp_tail_quantile(mean_wait, rho, 0.5),
+                  ttft_p90_s=base + 0.9 * tau + tail, tpot_p50_s=tau,
+                  output_tokens_per_s=rate * output_len, request_rate=rate, batch=n,
+                  details={"rho_prefill": rho, "load": load})
+
+
+def _exp_tail_quantile(mean_wait: float, rho: float, q: float) -> float:
+    """The q-quantile of W with P(W > t) = rho exp(-rho t / mean_wait)."""
+    if rho <= 1 - q or mean_wait <= 0:
+        return 0.0
+    return (mean_wait / rho) * math.log(rho / (1 - q))
