@@ -57,13 +57,26 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"source": e.source, "object": e.rayservice, "model_source": e.model_source,
                            "gpu_from": e.gpu_how, "not_planned": e.not_planned or None,
-                           **(as_dict(e.plan) if e.plan else {})} for e in entries], indent=2))
+                           **(as_dict(e.plan) if e.plan else {}),
+                           **({"cold_start": cold_start(e).as_dict()} if e.plan and e.plan.fits else {})}
+                          for e in entries], indent=2))
     else:
         for e in entries:
             print(f"{e.source}: {e.rayservice}: {e.model_source} (GPU from {e.gpu_how})")
             print(f"  {e.not_planned}" if e.plan is None else as_text(e.plan))
+            if e.plan is not None and e.plan.fits:
+                print("\n".join("  " + line for line in cold_start(e).lines()))
         patterns.print_comparison(args.overlay, args.compare, gpu)
     return 1 if any(e.plan is not None and not e.plan.fits for e in entries) else 0
+
+
+def cold_start(entry):
+    """The predicted apply -> HEALTHY of one planned llm_config (kuberay_llm.plan.coldstart)."""
+    from kuberay_llm.plan import coldstart
+
+    inp = entry.plan.inputs
+    return coldstart.predict(inp.model, inp.gpu, tp=inp.tp, pp=inp.pp, model_source=entry.model_source,
+                             load_format=entry.load_format)
 
 
 def _run_ad_hoc(args: argparse.Namespace) -> int:

@@ -11,8 +11,9 @@ the rest of the max_num_batched_tokens budget) takes
   + attention, 4 x layers x heads x head_dim per (query token, context token) pair, over TP.
 - bytes: the GPU's weights (for MoE only the experts a batch of that many tokens touches on average) + the KV
   cache the step reads (every decode's context, every prefill chunk's earlier tokens).
-- TP > 1: two all-reduces per layer, each ALLREDUCE_LATENCY_S plus its bytes over NVLINK_BYTES_PER_S (assumed,
-  not fitted: every measurement so far is TP 1). PP > 1: the stages run one after another with one batch in
+- TP > 1: two all-reduces per layer, each ALLREDUCE_LATENCY_S plus its bytes over NVLINK_BYTES_PER_S, or
+  PCIE_BYTES_PER_S on the GPUs without NVLink (L4, L40S, A10G) (assumed, not fitted: every measurement so far is
+  TP 1). PP > 1: the stages run one after another with one batch in
   flight (vLLM overlaps PP micro-batches, so throughput is a lower bound there; unmeasured too).
 
 Step time is linear in the work, so a run of pure-decode steps is summed in closed form.
@@ -49,6 +50,8 @@ from kuberay_llm.plan.catalog import Gpu, Model
 
 ALLREDUCE_LATENCY_S = 8e-6     # one NCCL all-reduce of a small message on NVLink (assumed, unmeasured here)
 NVLINK_BYTES_PER_S = 300e9     # effective all-reduce bus bandwidth per GPU (assumed: H100 NVLink 450 GB/s one way)
+PCIE_BYTES_PER_S = 20e9        # the same through PCIe 4.0 x16 (32 GB/s one way; assumed)
+NVLINK_GPUS = ("H100", "H200", "B200", "A100")  # catalog name prefixes of the SXM parts (the others are PCIe cards)
 
 
 @dataclass(frozen=True)
@@ -141,10 +144,11 @@ def _cost(engine: Engine, constants: Constants) -> _Cost:
     kv_per_token = kv_bytes_per_token_per_layer(model, tp, engine.kv_cache_dtype) * model.layers
     allreduces = 2 * model.layers if tp > 1 else 0
     ring = 2 * (tp - 1) / tp if tp > 1 else 0.0
+    link = NVLINK_BYTES_PER_S if gpu.name.startswith(NVLINK_GPUS) else PCIE_BYTES_PER_S
     return _Cost(
         fixed=constants.step_overhead_s + (weights - experts) / bytes_per_s + allreduces * ALLREDUCE_LATENCY_S,
         per_token=2 * _active_linear_params(model) / tp / flops_per_s
-        + allreduces * ring * model.hidden_size * 2 / NVLINK_BYTES_PER_S,
+        + allreduces * ring * model.hidden_size * 2 / link,
         per_sampled=2 * model.vocab_size * model.hidden_size / tp / flops_per_s,
         per_ctx=2 * model.layers * _attention_width(model) / tp / flops_per_s + kv_per_token / bytes_per_s,
         per_attn_pair=2 * model.layers * _attention_width(model) / tp / flops_per_s,

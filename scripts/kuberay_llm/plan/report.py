@@ -22,6 +22,7 @@ class OverlayPlan:
     gpus_per_worker: int = 0
     workers: int = 0
     model_id: str = ""  # the name clients send in requests
+    load_format: str = "auto"  # engine_kwargs.load_format (dummy: random weights, nothing downloaded)
 
 
 def plan_overlay(name: str, gpu_override: Gpu | None = None) -> list[OverlayPlan]:
@@ -39,6 +40,7 @@ def plan_overlay(name: str, gpu_override: Gpu | None = None) -> list[OverlayPlan
             loading = config.get("model_loading_config") or {}
             entry = OverlayPlan(rendered.source, service_name, str(loading.get("model_source") or loading.get("model_id")), "")
             entry.model_id = str(loading.get("model_id") or "")
+            entry.load_format = str((config.get("engine_kwargs") or {}).get("load_format") or "auto")
             shape = gpu_shape(service, config)
             entry.gpu_how, entry.gpus_per_worker, entry.workers = shape.how, shape.gpus_per_worker, shape.workers
             gpu = gpu_override or shape.gpu

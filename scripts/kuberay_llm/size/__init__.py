@@ -1,0 +1,1 @@
+"""`kuberay-llm size`: deployments sized from a service level (TTFT, TPOT, request rate)."""
