@@ -402,7 +402,7 @@ fuzz: $(PREFLIGHT_DEPS) $(HELM) ## Generated bad input (5,000 cases, fixed seed)
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-plan bench-harness bench-validate bench-cluster ## Run every benchmark (offline).
+bench: bench-plan bench-size bench-harness bench-validate bench-cluster ## Run every benchmark (offline).
 
 .PHONY: bench-validate
 bench-validate: $(PREFLIGHT_DEPS) ## Validate-all time (`kuberay-llm validate`, every overlay; median of 3, wall and CPU).
@@ -424,6 +424,10 @@ bench-harness: controlplane ## On the local control plane: HEALTHY detection of 
 .PHONY: bench-plan
 bench-plan: $(VENV_STAMP) ## The capacity planner against vLLM's measured start-up accounting (fit and held-out residuals), then the tutorials' figures.
 	$(VENV)/bin/python -m kuberay_llm.plan.bench
+
+.PHONY: bench-size
+bench-size: $(VENV_STAMP) ## The performance model of `kuberay-llm size` against the measured vllm bench serve levels (held-out TTFT, TPOT, tok/s errors), the cold start against every measured start.
+	$(VENV)/bin/python -m kuberay_llm.plan.perf_fit
 
 .PHONY: bench-endpoint
 bench-endpoint: $(LOCAL_STAMP) ## Load an OpenAI-compatible endpoint: make bench-endpoint URL=http://host:8000 MODEL=id [TOKENIZER=hf-id-or-dir] [CONCURRENCY=1,8,64] [OUT=dir].

