@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from hardening_helpers import COMPONENTS_DIR, REPO, kustomize, wrapper_overlay
+from kuberay_llm.group_guards import patches_of
 from kuberay_llm.preflight import hardening
 
 OVERLAYS = sorted(p.parent.name for p in (REPO / "overlays").glob("*/kustomization.yaml"))
@@ -51,11 +52,33 @@ def includes(component: str) -> set[str]:
     return {Path(c).name for c in INCLUDES.get(component, ())}
 
 
+@functools.cache
+def worker_groups(overlay: str) -> tuple[str, ...]:
+    from kuberay_llm.render import render_overlay
+
+    rayservice = next(o for o in render_overlay(overlay).objects if o["kind"] == "RayService")
+    return tuple(g["groupName"] for g in rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"])
+
+
+def shapes_a_group_the_overlay_lacks(component: str, overlay: str) -> bool:
+    """The component's JSON patches test for a worker group name (gpu-group) that the overlay does not have at that
+    index (local-cpu's cpu-group): kustomize refuses it, as tests/test_worker_group_names.py checks."""
+    groups = worker_groups(overlay)
+    for _, ops in patches_of(COMPONENTS_DIR / component):
+        for op in ops if isinstance(ops, list) else []:
+            if isinstance(op, dict) and op.get("op") == "test" and op.get("path", "").endswith("/groupName"):
+                index = int(op["path"].split("/")[-2])
+                if index >= len(groups) or groups[index] != op.get("value"):
+                    return True
+    return False
+
+
 def addable(overlay: str) -> list[str]:
-    """Components the overlay does not have yet and that may go with the ones it has."""
+    """Components the overlay does not have yet and that may go with the ones it has (and with its worker groups)."""
     present = components_of_overlay(overlay)
     return [c for c in COMPONENTS if c not in present
-            and not any(c in pair and pair & present for pair in hardening.INCOMPATIBLE)]
+            and not any(c in pair and pair & present for pair in hardening.INCOMPATIBLE)
+            and not shapes_a_group_the_overlay_lacks(c, overlay)]
 
 
 def maximal_sets(overlay: str) -> list[list[str]]:
@@ -135,6 +158,17 @@ def test_every_component_alone_renders(renders):
     failed = [f"overlays/{o} + {c[0]}: {r.stderr.strip().splitlines()[-1]}" for (o, c), r in renders.items()
               if len(c) == 1 and r.returncode != 0]
     assert not failed, "\n".join(failed)
+
+
+def test_only_the_gpu_group_components_are_left_out_of_the_cpu_tier_and_they_fail_loudly(tmp_path):
+    """local-cpu's one worker group is cpu-group: gke-a3, gke-a3-mega and gke-gcsfuse shape gpu-group by index, so
+    they are not composed with it above; kustomize refuses them with the guard's error rather than shaping it."""
+    skipped = [c for c in COMPONENTS if shapes_a_group_the_overlay_lacks(c, "local-cpu")]
+    assert skipped == ["gke-a3", "gke-a3-mega", "gke-gcsfuse"]
+    assert not any(shapes_a_group_the_overlay_lacks(c, "small") for c in COMPONENTS)
+    for component in skipped:
+        done = kustomize(wrapper_overlay(tmp_path, "local-cpu", [component], name=f"cpu-{component}"))
+        assert done.returncode != 0 and "workerGroupSpecs/0/groupName failed: test failed" in done.stderr, done.stderr
 
 
 @pytest.mark.slow

@@ -49,8 +49,7 @@ def test_every_index_addressed_worker_group_op_follows_a_guard_for_its_group():
     # the tiers' worker shapes and the GPU components are all here; the scan found them
     assert {p.relative_to(REPO).as_posix() for p in files} >= {
         "overlays/small/worker-gpus.yaml", "overlays/local-cpu/cpu-worker.yaml", "manifests/components/gke-a3/tcpx.yaml"}
-    unguarded = {p.relative_to(REPO).as_posix(): ops for p, ops in ((p, unguarded_ops(d)) for p, d in files.items())
-                 if ops}
+    unguarded = {p.relative_to(REPO).as_posix(): unguarded_ops(ops) for p, ops in files.items() if unguarded_ops(ops)}
     assert unguarded == {}, ("these ops address a worker group by index with no `op: test` on its groupName before "
                              f"them (see manifests/base/kustomization.yaml): {unguarded}")
 
@@ -74,10 +73,11 @@ def test_the_generated_overlays_guard_each_group(tmp_path):
     """cluster/tiny_overlay.py's patches (the local cluster's and e2e-gpu's overlays) guard every group they touch."""
     from kuberay_llm.cluster.tiny_overlay import mount_ops
 
-    rayservice = {"spec": {"rayClusterConfig": {"headGroupSpec": {"template": {"spec": {"containers": [{}]}}},
-                                                "workerGroupSpecs": [
-                                                    {"groupName": "gpu-group", "template": {"spec": {"containers": [{}]}}},
-                                                    {"groupName": "spare", "template": {"spec": {"containers": [{}]}}}]}}}
+    def group(name=None):
+        return {**({"groupName": name} if name else {}), "template": {"spec": {"containers": [{}]}}}
+
+    rayservice = {"spec": {"rayClusterConfig": {"headGroupSpec": group(),
+                                                "workerGroupSpecs": [group("gpu-group"), group("spare")]}}}
     ops = mount_ops(rayservice, "/models")
     assert unguarded_ops(ops) == []
     assert [op for op in ops if op["op"] == "test"] == [guard_op(0, "gpu-group"), guard_op(1, "spare")]
@@ -119,7 +119,7 @@ def test_a_group_inserted_before_gpu_group_fails_every_overlay_that_patches_it(b
 def test_each_gpu_component_fails_alone_on_a_group_before_gpu_group(base_with_a_group_before_gpu_group, tmp_path):
     """The components are checked without a tier's patch failing first: each on the bare base copy."""
     root = base_with_a_group_before_gpu_group
-    for name in ("gke-a3", "gke-a3-mega", "one-zone"):
+    for name in ("gke-a3", "gke-a3-mega"):
         wrapper = tmp_path / f"on-{name}"
         wrapper.mkdir()
         (wrapper / "kustomization.yaml").write_text(yaml.safe_dump({
@@ -131,7 +131,7 @@ def test_each_gpu_component_fails_alone_on_a_group_before_gpu_group(base_with_a_
 
 
 def test_components_that_select_by_name_reach_the_inserted_group_too(base_with_a_group_before_gpu_group, tmp_path):
-    """hf-token, pod-security, model-cache and high-throughput are replacements by name: no index to go wrong."""
+    """hf-token, pod-security, high-throughput and one-zone are replacements by name: no index to go wrong."""
     root = base_with_a_group_before_gpu_group
     wrapper = tmp_path / "by-name"
     wrapper.mkdir()
@@ -139,7 +139,7 @@ def test_components_that_select_by_name_reach_the_inserted_group_too(base_with_a
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(root / "manifests/base", wrapper)],
         "components": [os.path.relpath(root / "manifests/components" / name, wrapper)
-                       for name in ("hf-token", "pod-security", "high-throughput")]}))
+                       for name in ("hf-token", "pod-security", "high-throughput", "one-zone")]}))
     proc = _kustomize(wrapper)
     assert proc.returncode == 0, proc.stderr
     rayservice = next(d for d in yaml.safe_load_all(proc.stdout) if d and d["kind"] == "RayService")
@@ -149,6 +149,7 @@ def test_components_that_select_by_name_reach_the_inserted_group_too(base_with_a
         env = {e["name"] for e in group["template"]["spec"]["containers"][0]["env"]}
         assert {"HF_TOKEN", "RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_ENABLE_HA_PROXY",
                 "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"} <= env, group["groupName"]
+        assert group["template"]["spec"]["affinity"]["podAffinity"], group["groupName"]
 
 
 def test_validate_names_the_overlay_the_patches_and_the_fix(base_with_a_group_before_gpu_group, capsys):
