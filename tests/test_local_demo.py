@@ -14,11 +14,11 @@ import psutil
 import pytest
 import yaml
 
-from kuberay_llm import smoke, toolchain
+from kuberay_llm import settings, smoke, toolchain
 from kuberay_llm.local import ray_head, tiny_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
-WORK = toolchain.WORK_DIR / "local"
+WORK = toolchain.work_dir() / "local"
 MODEL_ID = "qwen2.5-0.5b-instruct"  # overlays/local-cpu
 
 
@@ -47,7 +47,7 @@ def nothing_left_behind():
     assert stack_processes() == [], "a local stack is already running: `kuberay-llm local --stop`"
     yield
     assert stack_processes() == []
-    for port in (ray_head.DASHBOARD_PORT, ray_head.SERVE_PORT, ray_head.GCS_PORT):
+    for port in (settings.dashboard_port(), ray_head.SERVE_PORT, settings.gcs_port()):
         assert not ray_head.port_in_use(port), f"port {port} still bound"
     assert not ray_head.state_file(WORK).exists()
 

@@ -20,7 +20,7 @@ from kuberay_llm.local import components
 from kuberay_llm.local.serve_config import localize
 from kuberay_llm.render import render_overlay
 
-WORK = toolchain.WORK_DIR / "local"
+WORK = toolchain.work_dir() / "local"
 MODEL, KV = "/models/tiny", 256 * 2**20
 
 

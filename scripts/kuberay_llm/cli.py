@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from kuberay_llm import exitcodes
@@ -79,15 +81,26 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_imported_libraries() -> None:
+    """The offline checks import Ray Serve LLM and vLLM for their models; importing Ray Serve LLM puts a JSON handler
+    on the root logger (ray/llm/_internal/serve/observability/logging/setup.py), so vLLM's import-time notices about
+    this machine ("Triton not installed or not compatible", no GPU) would print before the command's own output.
+    Only vLLM's records below ERROR are dropped, only in this process: an error still prints, a vLLM that configures
+    its own logging (`kuberay-llm bench`) sets its own level, and a VLLM_LOGGING_LEVEL that a user set is kept."""
+    if "VLLM_LOGGING_LEVEL" not in os.environ:
+        logging.getLogger("vllm").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return exitcodes.USAGE
-    module = importlib.import_module(args._module)
+    quiet_imported_libraries()
     try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return exitcodes.USAGE
+        module = importlib.import_module(args._module)
         return module.run(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

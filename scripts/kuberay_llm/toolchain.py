@@ -1,8 +1,8 @@
 """Paths of the repository and of the pinned tools that `make tools` builds into ./bin.
 
 The Makefile is the one place a version is pinned (`KUSTOMIZE_VERSION ?= v5.8.1`); this module reads the
-pins from it so the CLI runs the very binaries `make` built. `KUBERAY_LLM_BIN` moves ./bin, and
-`KUSTOMIZE`, `HELM`, `KUBECONFORM` point at other binaries.
+pins from it so the CLI runs the very binaries `make` built. `KUBERAY_LLM_BIN` moves ./bin (kuberay_llm/settings.py),
+and `KUSTOMIZE`, `HELM`, `KUBECONFORM` point at other binaries.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ import re
 import subprocess
 from pathlib import Path
 
+from kuberay_llm import settings
 from kuberay_llm.errors import ToolError, ToolMissing
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS_DIR = REPO_ROOT / "overlays"
 MANIFESTS_DIR = REPO_ROOT / "manifests"
 CHARTS_DIR = REPO_ROOT / "charts"
-WORK_DIR = Path(os.environ.get("KUBERAY_LLM_WORK", REPO_ROOT / ".work"))
-
-# Named timeouts (seconds) for the tools the CLI runs, overridable by environment variable.
-TOOL_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_TOOL_TIMEOUT", "120"))
 
 _PIN = re.compile(r"^([A-Z_]+_VERSION) \?= (\S+)\s*$", re.M)
 
@@ -37,8 +34,13 @@ def pins() -> dict[str, str]:
         raise ToolError(f"{makefile}: cannot read the version pins ({exc.strerror})") from None
 
 
+def work_dir() -> Path:
+    """./.work, or KUBERAY_LLM_WORK."""
+    return settings.work_dir(REPO_ROOT / ".work")
+
+
 def bin_dir() -> Path:
-    return Path(os.environ.get("KUBERAY_LLM_BIN", REPO_ROOT / "bin"))
+    return settings.bin_dir(REPO_ROOT / "bin")
 
 
 def tool(name: str) -> Path:
@@ -64,9 +66,10 @@ def schemas_dir() -> Path:
 
 
 def run_tool(args: list[str | os.PathLike], *, what: str, stdin: str | None = None,
-             timeout: float = TOOL_TIMEOUT_S, cwd: Path | None = None, ok_codes: tuple[int, ...] = (0,)) -> str:
+             timeout: float | None = None, cwd: Path | None = None, ok_codes: tuple[int, ...] = (0,)) -> str:
     """Run a pinned tool; return stdout. An exit code outside `ok_codes` becomes a ToolError naming `what`
-    and the tool's stderr."""
+    and the tool's stderr. `timeout`: KUBERAY_LLM_TOOL_TIMEOUT unless given."""
+    timeout = settings.tool_timeout() if timeout is None else timeout
     try:
         proc = subprocess.run([str(a) for a in args], input=stdin, capture_output=True, text=True,
                               timeout=timeout, cwd=cwd, check=False)

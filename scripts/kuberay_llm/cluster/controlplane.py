@@ -35,12 +35,11 @@ from pathlib import Path
 
 import yaml
 
-from kuberay_llm import toolchain
+from kuberay_llm import settings, toolchain
 from kuberay_llm.cluster import gpus, kwok_config, network
 from kuberay_llm.errors import UserError
 
 NODES_FILE = Path(__file__).resolve().parents[1] / "data" / "local-cluster.yaml"
-START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_CLUSTER_START_TIMEOUT", "180"))
 STOP_TIMEOUT_S = 20.0
 API_PORT = 443
 NODE_IP = "127.0.0.1"  # kwok's kubelet API: the API server reaches it on loopback
@@ -54,7 +53,7 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 
 
 def default_dir() -> Path:
-    return toolchain.WORK_DIR / "cluster"
+    return toolchain.work_dir() / "cluster"
 
 
 def binary(name: str) -> Path:
@@ -121,7 +120,7 @@ def node_objects() -> list[dict]:
                                      "kubernetes.io/arch": "amd64", "kuberay-llm.local/runs": pool["runs"],
                                      **ZONE_LABELS, **pool.get("labels", {})},
                           "taints": pool.get("taints", [])})
-    if os.environ.get("KUBERAY_LLM_GPUS", "auto") != "none":  # this machine's GPUs as a node of their own
+    if settings.gpus() != "none":  # this machine's GPUs as a node of their own
         found = gpus.discover()
         if found:
             nodes.append(gpus.gpu_node(found, ZONE_LABELS, NODE_IP))
@@ -189,6 +188,8 @@ class Cluster:
     # -- up -------------------------------------------------------------------------------------------
 
     def up(self, out=sys.stdout) -> Cluster:
+        for read in (settings.cluster_start_timeout, settings.gpus, settings.cluster_pod_cidr):
+            read()  # a bad value fails now, before any component starts
         network.require_root("the local cluster")
         if self.running():
             print(f"local cluster already running (API server {self.server})", file=out)
@@ -265,7 +266,8 @@ class Cluster:
         self.save()
 
     def _wait(self, what: str, check, name: str | None = None) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
+        timeout = settings.cluster_start_timeout()
+        deadline = time.monotonic() + timeout
         last = "not yet"
         while True:
             try:
@@ -276,7 +278,7 @@ class Cluster:
             if name and not alive(self.state["pids"][name]["pid"], self.state["pids"][name]["binary"]):
                 raise UserError(f"{name} exited during start-up:\n{self.log_tail(name)}")
             if time.monotonic() > deadline:
-                raise UserError(f"{what} not ready after {START_TIMEOUT_S:.0f}s (KUBERAY_LLM_CLUSTER_START_TIMEOUT); "
+                raise UserError(f"{what} not ready after {timeout:.0f}s (KUBERAY_LLM_CLUSTER_START_TIMEOUT); "
                                 f"last check: {last[:500]}\n{self.log_tail(name) if name else ''}")
             time.sleep(0.2)
 

@@ -22,6 +22,7 @@ import subprocess
 import threading
 from dataclasses import asdict, dataclass
 
+from kuberay_llm import settings
 from kuberay_llm.errors import UserError
 
 RESOURCE = "nvidia.com/gpu"
@@ -44,7 +45,7 @@ class Gpu:
 
 def discover(nvidia_smi: str | None = None) -> list[Gpu]:
     """The GPUs `nvidia-smi` lists (none where it is not installed). KUBERAY_LLM_NVIDIA_SMI names another binary."""
-    binary = nvidia_smi or os.environ.get("KUBERAY_LLM_NVIDIA_SMI") or shutil.which("nvidia-smi")
+    binary = nvidia_smi or settings.nvidia_smi() or shutil.which("nvidia-smi")
     if not binary:
         return []
     try:

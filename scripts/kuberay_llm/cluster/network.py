@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 
+from kuberay_llm import settings
 from kuberay_llm.errors import UserError
 
 # Candidate pod networks, tried in order; the first that no route of this machine overlaps is taken.
@@ -58,18 +59,14 @@ def routed_networks() -> list[ipaddress.IPv4Network]:
 
 
 def pick_pod_cidr() -> ipaddress.IPv4Network:
-    forced = os.environ.get("KUBERAY_LLM_CLUSTER_POD_CIDR")
+    forced = settings.cluster_pod_cidr()
     routed = routed_networks()
-    for text in [forced] if forced else CANDIDATE_CIDRS:
-        try:
-            network = ipaddress.ip_network(text)
-        except ValueError:
-            raise UserError(f"KUBERAY_LLM_CLUSTER_POD_CIDR={text!r} is not a network (e.g. 10.244.0.0/16)") from None
+    for network in [forced] if forced else map(ipaddress.ip_network, CANDIDATE_CIDRS):
         clash = next((r for r in routed if r.overlaps(network)), None)
         if clash is None:
             return network
         if forced:
-            raise UserError(f"KUBERAY_LLM_CLUSTER_POD_CIDR={text} overlaps the route {clash} of this machine")
+            raise UserError(f"KUBERAY_LLM_CLUSTER_POD_CIDR={network} overlaps the route {clash} of this machine")
     raise UserError(f"every candidate pod network ({CANDIDATE_CIDRS[0]} … {CANDIDATE_CIDRS[-1]}) overlaps a route "
                     "of this machine: set KUBERAY_LLM_CLUSTER_POD_CIDR to a free /16")
 

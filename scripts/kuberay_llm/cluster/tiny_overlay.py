@@ -82,13 +82,13 @@ def tiny_overlay(overlay: str, out_dir: Path | None = None, edit=None) -> Path:
     rendered = render_overlay(overlay)
     name, config = serve_config_of(rendered)
     rayservice = next(o for o in rendered.objects if o.get("kind") == "RayService")
-    model = ensure_tiny_model(toolchain.WORK_DIR / "local")
+    model = ensure_tiny_model(toolchain.work_dir() / "local")
     config = with_model(config, str(model))
     if edit is not None:
         config = edit(config)
     if not config["applications"]:
         raise UserError(f"{overlay}: RayService/{name} has no applications in serveConfigV2")
-    out = out_dir or toolchain.WORK_DIR / "cluster-overlays" / f"{Path(rendered.source).name}-tiny-model"
+    out = out_dir or toolchain.work_dir() / "cluster-overlays" / f"{Path(rendered.source).name}-tiny-model"
     return write_overlay(overlay, out, config, mount_ops(rayservice, str(model.parent)))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kuberay_llm.harness import settings
+from kuberay_llm import settings
 from kuberay_llm.harness.errors import ConnectionFailed, Failed, TimedOut
 from kuberay_llm.harness.kube import RAYSERVICE, ApiError, Kube, Unreachable, forbidden_message
 
@@ -33,7 +33,7 @@ def delete(kube: Kube, name: str, *, wait: bool = False, ignore_not_found: bool 
     except Unreachable as exc:
         raise ConnectionFailed(str(exc)) from None
     if wait:
-        timeout = settings.duration("KUBERAY_LLM_DELETE_TIMEOUT", "5m")
+        timeout = settings.delete_timeout()
         listing = kube.request("GET", RAYSERVICE.path(kube.namespace), query=[("fieldSelector", f"metadata.name={name}")])
         if listing["items"]:
             import time

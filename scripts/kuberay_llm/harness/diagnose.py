@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from kuberay_llm import exitcodes
-
-from kuberay_llm.harness import settings
+from kuberay_llm import exitcodes, settings
 from kuberay_llm.harness.health import FAILED, HEALTHY
 from kuberay_llm.harness.kube import Kube
 from kuberay_llm.harness.status import observe, state_lines, verdict_of

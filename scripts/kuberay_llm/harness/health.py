@@ -12,7 +12,7 @@ import datetime
 import re
 import time
 
-from kuberay_llm.harness import settings
+from kuberay_llm import settings
 from kuberay_llm.plan import catalog
 
 HEALTHY, FAILED, WAITING = "healthy", "failed", "waiting"
@@ -195,7 +195,7 @@ class Assessor:
                               == pod_name for e in seen.events)
                 grace = settings.unschedulable_grace()
                 if scaling:
-                    grace = max(grace, settings.duration("KUBERAY_LLM_SCALE_UP_GRACE", "15m"))
+                    grace = max(grace, settings.scale_up_grace())
                 if declined or self._persisted(f"unschedulable:{pod_name}", grace):
                     group = groups.get(_group_label(pod), [pod])
                     cause = explain_unschedulable(pod, len(group), unschedulable.get("message") or "")

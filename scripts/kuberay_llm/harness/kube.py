@@ -19,9 +19,8 @@ from urllib.parse import quote
 
 import urllib3
 
-from kuberay_llm import exitcodes
+from kuberay_llm import exitcodes, settings
 from kuberay_llm.errors import UserError
-from kuberay_llm.harness import settings
 from kuberay_llm.harness.errors import ConnectionFailed
 
 RBAC_HINT = "grant the harness Role of deploy/rbac/ in this namespace (see deploy/rbac/README.md)"

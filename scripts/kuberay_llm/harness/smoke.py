@@ -12,8 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from kuberay_llm import smoke
-from kuberay_llm.harness import settings
+from kuberay_llm import settings, smoke
 from kuberay_llm.harness.errors import ConnectionFailed, Failed, UsageError
 from kuberay_llm.harness.kube import RAYSERVICE, ApiError, Kube, Unreachable, forbidden_message
 from kuberay_llm.harness.serveconfig import Model, models

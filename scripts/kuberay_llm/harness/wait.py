@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from kuberay_llm.harness import settings
+from kuberay_llm import settings
 from kuberay_llm.harness.errors import ConnectionFailed, Failed, TimedOut
 from kuberay_llm.harness.health import FAILED, HEALTHY, Assessor, Observed, Verdict, pod_state
 from kuberay_llm.harness.kube import EVENT, POD, RAYSERVICE, ApiError, Informer, Kube, Unreachable, forbidden_message

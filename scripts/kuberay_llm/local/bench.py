@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kuberay_llm import toolchain
+from kuberay_llm import settings, toolchain
 from kuberay_llm.errors import UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local import components as local_components
@@ -42,7 +42,6 @@ CONCURRENCY = (1, 4, 8)
 OUTPUT_TOKENS = 32
 REQUESTS_PER_SLOT = 4  # each level sends concurrency x this many requests (at least MIN_REQUESTS)
 MIN_REQUESTS = 8
-STANDALONE_START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_LOCAL_TIMEOUT", "900"))
 RESULTS_DIR = toolchain.REPO_ROOT / "results"
 PROMPTS = [
     "Explain what a RayService is in two sentences.",
@@ -162,6 +161,7 @@ def bench_standalone(llm_config: dict, work_dir: Path) -> list[Level]:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     base_url = f"http://{ray_head.HOST}:{ray_head.SERVE_PORT}"
+    start_timeout = settings.local_timeout()
     try:
         start = time.monotonic()
         while True:
@@ -171,8 +171,8 @@ def bench_standalone(llm_config: dict, work_dir: Path) -> list[Level]:
                 ray_head.http("GET", f"{base_url}/v1/models", timeout=5)
                 break
             except UserError:
-                if time.monotonic() - start > STANDALONE_START_TIMEOUT_S:
-                    raise UserError(f"vllm serve not ready after {STANDALONE_START_TIMEOUT_S:.0f}s:\n"
+                if time.monotonic() - start > start_timeout:
+                    raise UserError(f"vllm serve not ready after {start_timeout:.0f}s (KUBERAY_LLM_LOCAL_TIMEOUT):\n"
                                     f"{ray_head.tail(log_path)}") from None
                 time.sleep(2)
         print(f"  ready in {time.monotonic() - start:.0f}s", flush=True)

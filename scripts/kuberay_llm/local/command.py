@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import time
 from pathlib import Path
 
-from kuberay_llm import serveconfig, smoke, toolchain
+from kuberay_llm import serveconfig, settings, smoke, toolchain
 from kuberay_llm.errors import ToolMissing, UserError
 from kuberay_llm.local import ray_head
 from kuberay_llm.local.serve_config import llm_configs_of, localize, serve_config_of
@@ -24,12 +23,10 @@ from kuberay_llm.preflight.serving_patterns import DIRECT_STREAMING
 from kuberay_llm.render import render_overlay
 
 DEFAULT_OVERLAY = "local-cpu"
-READY_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_LOCAL_TIMEOUT", "900"))
-KV_CACHE_BYTES = int(os.environ.get("KUBERAY_LLM_LOCAL_KV_CACHE_BYTES", str(256 * 2**20)))
 
 
 def local_work_dir() -> Path:
-    return toolchain.WORK_DIR / "local"
+    return toolchain.work_dir() / "local"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +59,7 @@ def prepare(overlay: str, work_dir: Path, components: list[str] = (), replicas: 
     env = local_components.head_env(rendered)
     service, config = serve_config_of(rendered)
     model = tiny_model_of(work_dir, rendered.source)
-    local_config, changes = localize(config, model_path=model, kv_cache_bytes=KV_CACHE_BYTES,
+    local_config, changes = localize(config, model_path=model, kv_cache_bytes=settings.local_kv_cache_bytes(),
                                      replicas=replicas, direct_streaming=env.get(DIRECT_STREAMING) == "1")
     print(f"{rendered.source}: RayService/{service}, applications: "
           + ", ".join(a.get("name", "default") for a in local_config["applications"]))
@@ -116,7 +113,7 @@ def deploy(head: ray_head.RayHead, config: dict, apps: list[str], sample_memory=
             last_print[0] = elapsed
             print(f"  [{elapsed:5.0f}s] {verdict.message}", flush=True)
 
-    wait_for_applications(fetch, apps, timeout_s=READY_TIMEOUT_S, on_progress=progress)
+    wait_for_applications(fetch, apps, timeout_s=settings.local_timeout(), on_progress=progress)
     return time.monotonic() - start
 
 
@@ -132,13 +129,21 @@ def stop_kept(work_dir: Path) -> int:
     return 0
 
 
+def check_settings() -> None:
+    """Read every setting a local run uses now, so that a bad value fails before the Ray head starts."""
+    for read in (settings.local_timeout, settings.local_kv_cache_bytes, settings.dashboard_port, settings.gcs_port,
+                 settings.head_start_timeout, settings.stop_timeout):
+        read()
+
+
 def run(args: argparse.Namespace) -> int:
     work_dir = local_work_dir()
+    check_settings()
     if args.stop:
         return stop_kept(work_dir)
     require_stack()
     config, _, apps, env = prepare(args.overlay, work_dir, args.component)
-    print("starting a Ray head (dashboard http://127.0.0.1:8265) ...", flush=True)
+    print(f"starting a Ray head (dashboard http://{ray_head.HOST}:{settings.dashboard_port()}) ...", flush=True)
     head = ray_head.start_head(work_dir, env)
     sample_memory = ray_head.peak_tracker(head.pid)
     keep = False

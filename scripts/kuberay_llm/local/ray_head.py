@@ -17,17 +17,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kuberay_llm import settings
 from kuberay_llm.errors import UserError
 
 HOST = "127.0.0.1"
-DASHBOARD_PORT = int(os.environ.get("KUBERAY_LLM_DASHBOARD_PORT", "8265"))
 SERVE_PORT = 8000  # Ray Serve's default HTTP port, as on the RayService's serve Service
-GCS_PORT = int(os.environ.get("KUBERAY_LLM_GCS_PORT", "6380"))
-HEAD_START_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_HEAD_START_TIMEOUT", "120"))
-STOP_TIMEOUT_S = float(os.environ.get("KUBERAY_LLM_STOP_TIMEOUT", "60"))
 HTTP_TIMEOUT_S = 30.0
 
 
@@ -35,7 +32,7 @@ HTTP_TIMEOUT_S = 30.0
 class RayHead:
     pid: int  # the `ray start --block` process; also its process group id
     work_dir: str
-    dashboard_url: str = f"http://{HOST}:{DASHBOARD_PORT}"
+    dashboard_url: str = field(default_factory=lambda: f"http://{HOST}:{settings.dashboard_port()}")
     serve_url: str = f"http://{HOST}:{SERVE_PORT}"
 
     @property
@@ -109,14 +106,16 @@ def start_head(work_dir: Path, env: dict[str, str] | None = None) -> RayHead:
     """Start a Ray head with its dashboard on loopback and wait until the dashboard answers. `env`: variables
     the RayService's head container sets (Serve's process-level flags), given to `ray start` the same way."""
     work_dir.mkdir(parents=True, exist_ok=True)
-    for port, what in ((DASHBOARD_PORT, "dashboard"), (SERVE_PORT, "Serve HTTP"), (GCS_PORT, "GCS")):
+    dashboard_port, gcs_port = settings.dashboard_port(), settings.gcs_port()
+    start_timeout = settings.head_start_timeout()
+    for port, what in ((dashboard_port, "dashboard"), (SERVE_PORT, "Serve HTTP"), (gcs_port, "GCS")):
         if port_in_use(port):
             hint = " (a kept instance? `kuberay-llm local --stop`)" if state_file(work_dir).exists() else ""
             raise UserError(f"port {port} ({what}) is already in use on {HOST}{hint}")
     ray = Path(sys.executable).parent / "ray"
-    head = RayHead(pid=0, work_dir=str(work_dir))
-    cmd = [str(ray), "start", "--head", "--block", f"--node-ip-address={HOST}", f"--port={GCS_PORT}",
-           "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={DASHBOARD_PORT}",
+    head = RayHead(pid=0, work_dir=str(work_dir), dashboard_url=f"http://{HOST}:{dashboard_port}")
+    cmd = [str(ray), "start", "--head", "--block", f"--node-ip-address={HOST}", f"--port={gcs_port}",
+           "--include-dashboard=true", f"--dashboard-host={HOST}", f"--dashboard-port={dashboard_port}",
            f"--num-cpus={os.cpu_count() or 2}", "--num-gpus=0", f"--temp-dir={work_dir / 'ray'}",
            "--object-store-memory=500000000", "--disable-usage-stats"]
     with open(head.log_path, "wb") as log:
@@ -124,7 +123,7 @@ def start_head(work_dir: Path, env: dict[str, str] | None = None) -> RayHead:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     head.pid = proc.pid
     state_file(work_dir).write_text(json.dumps(asdict(head)) + "\n")
-    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             stop_head(head)
@@ -135,7 +134,7 @@ def start_head(work_dir: Path, env: dict[str, str] | None = None) -> RayHead:
         except UserError:
             time.sleep(1)
     stop_head(head)
-    raise UserError(f"the Ray dashboard did not answer within {HEAD_START_TIMEOUT_S:.0f}s "
+    raise UserError(f"the Ray dashboard did not answer within {start_timeout:.0f}s "
                     f"(KUBERAY_LLM_HEAD_START_TIMEOUT):\n{tail(head.log_path)}")
 
 
@@ -161,9 +160,10 @@ def stop_head(head: RayHead) -> list[int]:
     """Shut Serve down, stop the head by its process group, and return the pids still alive (none, normally)."""
     import psutil
 
+    stop_timeout = settings.stop_timeout()
     if head.pid and psutil.pid_exists(head.pid):
         try:
-            http("DELETE", f"{head.dashboard_url}/api/serve/applications/", timeout=STOP_TIMEOUT_S)
+            http("DELETE", f"{head.dashboard_url}/api/serve/applications/", timeout=stop_timeout)
         except UserError:
             pass  # the head is going away regardless; this only lets Serve drain first
     procs = tree(head.pid) if head.pid else []
@@ -172,7 +172,7 @@ def stop_head(head: RayHead) -> list[int]:
             os.killpg(head.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=STOP_TIMEOUT_S)
+    _, alive = psutil.wait_procs(procs, timeout=stop_timeout)
     for proc in alive:
         try:
             proc.kill()
