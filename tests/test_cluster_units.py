@@ -98,7 +98,7 @@ def test_every_worker_group_has_a_node_pool_that_fits(overlay):
             f"{overlay}: worker group {group['groupName']} ({selector}, {wants}) fits on {fits}"
 
 
-def test_tiny_overlay_changes_only_model_source_and_mounts_the_model(tmp_path):
+def test_tiny_overlay_changes_only_model_source_and_eager_and_mounts_the_model(tmp_path):
     from kuberay_llm.cluster.tiny_overlay import VOLUME
 
     original = render_overlay("local-cpu")
@@ -114,6 +114,10 @@ def test_tiny_overlay_changes_only_model_source_and_mounts_the_model(tmp_path):
     model = Path(new_loading["model_source"])
     assert model.name.startswith("tiny-llama-") and (model / "config.json").is_file()
     old_loading["model_source"] = new_loading["model_source"]
+    # the one engine setting added: the tiny model runs eager (local/serve_config.py), the overlay sets none
+    old_engine = old_config["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"]
+    assert "enforce_eager" not in old_engine
+    old_engine["enforce_eager"] = True
     assert old_config == new_config
     cluster = after[key]["spec"]["rayClusterConfig"]
     for group in [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]:

@@ -79,7 +79,22 @@ def test_local_cpu_overlay_keeps_its_own_kv_cache_setting():
     llm = config["applications"][0]["args"]["llm_configs"][0]
     assert "kv_cache_memory_bytes" not in llm["engine_kwargs"]  # VLLM_CPU_KVCACHE_SPACE in runtime_env caps it
     assert llm["runtime_env"]["env_vars"]["VLLM_CPU_KVCACHE_SPACE"] == "1"
-    assert len(changes) == 2  # model source and loopback host: the overlay is already made for CPU
+    # model source, loopback host and eager mode for the tiny model: the overlay is already made for CPU
+    _, original = serve_config_of(render_overlay("local-cpu"))
+    assert [c.where for c in localize(original, model_path=MODEL, kv_cache_bytes=KV)[1]] == [
+        "http_options.host", "llm_app: llm_configs[0].model_loading_config.model_source",
+        "llm_app: llm_configs[0].engine_kwargs.enforce_eager"]
+    assert len(changes) == 3
+
+
+def test_the_tiny_model_runs_eager_unless_the_overlay_says_otherwise():
+    config = {"applications": [{"name": "a", "import_path": "ray.serve.llm:build_openai_app", "args": {"llm_configs": [
+        {"model_loading_config": {"model_id": "m"}, "engine_kwargs": {}},
+        {"model_loading_config": {"model_id": "n"}, "engine_kwargs": {"enforce_eager": False}}]}}]}
+    out, changes = localize(config, model_path=MODEL, kv_cache_bytes=KV)
+    first, second = out["applications"][0]["args"]["llm_configs"]
+    assert first["engine_kwargs"]["enforce_eager"] is True and second["engine_kwargs"]["enforce_eager"] is False
+    assert [c.where for c in changes if c.where.endswith("enforce_eager")] == ["a: llm_configs[0].engine_kwargs.enforce_eager"]
 
 
 def test_non_llm_application_is_refused():
