@@ -33,7 +33,8 @@ decode step time tau solves the fixed point tau = step(n decodes, p prefill toke
 linear; stable while rate x (output x decode cost + input x prefill cost) < 1 per second and n fits the batch
 limits. TTFT = request overhead + half a step (arrival to the next step boundary) + the M/D/1 wait for the
 prefill budget (server: max_num_batched_tokens - n tokens per step; utilisation rho = p / (budget - n); mean
-wait rho S / 2(1 - rho), S the request's prefill service time) + its own prefill steps. p90 takes the wait's
+wait rho S / 2(1 - rho), S the request's prefill service time) + its own prefill steps; the half step is scaled
+by the chance the engine is busy, 1 - exp(-rate x time in system). p90 takes the wait's
 tail as exponential with the M/D/1 mean and an atom 1 - rho at zero: P(W > t) = rho exp(-rho t / mean).
 """
 
@@ -96,8 +97,9 @@ class _Cost:
     fixed: float          # per step: overhead + dense weights read + TP latency
     per_token: float      # per scheduled token: its FLOPs + its TP all-reduce bytes
     per_sampled: float    # per sampled token: lm_head FLOPs
-    per_ctx: float        # per (token, context token) pair read: attention FLOPs + KV bytes
-    per_attn_pair: float  # per (query, context) pair inside a prefill chunk: attention FLOPs only
+    per_ctx: float        # per context token of a decode: its attention FLOPs + reading its KV
+    kv_read: float        # per earlier token a prefill chunk reads: its KV bytes
+    per_attn_pair: float  # per (query, context) pair of a prefill chunk: attention FLOPs
     expert_s: float       # reading every routed expert once (MoE; 0 for dense)
     expert_frac: float    # experts_per_token / experts (MoE)
 
@@ -151,6 +153,7 @@ def _cost(engine: Engine, constants: Constants) -> _Cost:
         + allreduces * ring * model.hidden_size * 2 / link,
         per_sampled=2 * model.vocab_size * model.hidden_size / tp / flops_per_s,
         per_ctx=2 * model.layers * _attention_width(model) / tp / flops_per_s + kv_per_token / bytes_per_s,
+        kv_read=kv_per_token / bytes_per_s,
         per_attn_pair=2 * model.layers * _attention_width(model) / tp / flops_per_s,
         expert_s=experts / bytes_per_s,
         expert_frac=(model.moe.experts_per_token / model.moe.experts) if model.moe else 0.0)
@@ -160,14 +163,14 @@ def step_seconds(engine: Engine, constants: Constants, *, decodes: int = 0, deco
                  prefill_tokens: int = 0, prefill_context: float = 0.0, prefill_pairs: float = 0.0,
                  sampled: int | None = None) -> float:
     """One engine step: `decodes` sequences with `decode_context` context tokens in all, `prefill_tokens` prompt
-    tokens whose chunks read `prefill_context` earlier tokens and form `prefill_pairs` causal pairs among
-    themselves."""
+    tokens whose chunks read the KV of `prefill_context` earlier tokens and compute attention over
+    `prefill_pairs` (query, context) pairs (the earlier tokens and their own causal triangle)."""
     c = _cost(engine, constants)
     tokens = decodes + prefill_tokens
     sampled = decodes if sampled is None else sampled
     touched = 1 - (1 - c.expert_frac) ** tokens if c.expert_s else 0.0
     return (c.fixed + c.expert_s * touched + c.per_token * tokens + c.per_sampled * sampled
-            + c.per_ctx * (decode_context + prefill_context) + c.per_attn_pair * prefill_pairs)
+            + c.per_ctx * decode_context + c.kv_read * prefill_context + c.per_attn_pair * prefill_pairs)
 
 
 def request_capacity(engine: Engine, input_len: int, output_len: int) -> int:
@@ -257,14 +260,14 @@ def closed_loop(engine: Engine, constants: Constants, *, concurrency: int, input
             if full:
                 chunk = c.prompt_left
                 pref_tokens += full * chunk
-                pref_ctx += full * chunk * done_before
-                pref_pairs += full * chunk * (chunk + 1) / 2
+                pref_ctx += full * done_before
+                pref_pairs += full * chunk * (done_before + (chunk + 1) / 2)
                 budget -= full * chunk
             if full < c.count and budget > 0:  # one request gets a partial chunk
                 part = budget
                 pref_tokens += part
-                pref_ctx += part * done_before
-                pref_pairs += part * (part + 1) / 2
+                pref_ctx += done_before
+                pref_pairs += part * (done_before + (part + 1) / 2)
                 budget = 0
                 split.append((c, _Cohort(1, c.sent, c.prompt_left - part)))
             completing.append((c, full))
@@ -343,7 +346,7 @@ def open_loop(engine: Engine, constants: Constants, *, rate: float, input_len: i
     mean_ctx = input_len + output_len / 2
     # step = fixed + n (per_token + per_sampled + per_ctx mean_ctx) + p (per_token + per_ctx I/2 + per_pair I/2)
     decode_cost = c.per_token + c.per_sampled + c.per_ctx * mean_ctx
-    prefill_cost = c.per_token + (c.per_ctx + c.per_attn_pair) * input_len / 2
+    prefill_cost = c.per_token + c.per_attn_pair * input_len / 2
     load = rate * (output_len * decode_cost + input_len * prefill_cost)
     fixed = c.fixed + c.expert_s  # MoE: a batch of any size touches nearly every expert
     if load >= 1:
@@ -365,8 +368,10 @@ def open_loop(engine: Engine, constants: Constants, *, rate: float, input_len: i
     mean_wait = rho * service / (2 * (1 - rho))
     tail = (mean_wait / rho) * math.log(10 * rho) if rho > 0.1 else 0.0
     base = constants.request_overhead_s + service
-    return Result(ttft_p50_s=base + tau / 2 + _exp_tail_quantile(mean_wait, rho, 0.5),
-                  ttft_p90_s=base + 0.9 * tau + tail, tpot_p50_s=tau,
+    # the step in progress when the request arrives: none while the engine is idle (Poisson: no request in it)
+    busy = 1 - math.exp(-rate * (service + output_len * tau))
+    return Result(ttft_p50_s=base + busy * tau / 2 + _exp_tail_quantile(mean_wait, rho, 0.5),
+                  ttft_p90_s=base + busy * 0.9 * tau + tail, tpot_p50_s=tau,
                   output_tokens_per_s=rate * output_len, request_rate=rate, batch=n,
                   details={"rho_prefill": rho, "load": load})
 
