@@ -8,7 +8,8 @@ generated overlay is a kustomization over the original with one JSON patch that
 - mounts the directory holding it read-only into the head and every worker group (a hostPath volume), which is
   what any local model_source needs on any cluster (preflight's model_source rule checks exactly that).
 Everything else (engine_kwargs, deployments, resources, the RayService's other fields) is the overlay's own:
-the operator, Ray Serve and vLLM act on the overlay as written.
+the operator, Ray Serve and vLLM act on the overlay as written; only `enforce_eager: true` is added where the
+overlay does not set it, as `kuberay-llm local` does for the tiny model (local/serve_config.py says why).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def tiny_overlay(overlay: str, out_dir: Path | None = None, edit=None) -> Path:
     rayservice = next(o for o in rendered.objects if o.get("kind") == "RayService")
     model = ensure_tiny_model(toolchain.work_dir() / "local")
     config = with_model(config, str(model))
+    for app in config["applications"]:
+        for llm in llm_configs_of(app):
+            llm.setdefault("engine_kwargs", {}).setdefault("enforce_eager", True)
     if edit is not None:
         config = edit(config)
     if not config["applications"]:
