@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from kuberay_llm.preflight import capacity, cold_start, deployment_advice, kuberay_rules, model_facts, pod_rules, serving_patterns
-from kuberay_llm.preflight import gated_models, hardening, ray_resources, runtime_envs, serve_ports, vllm_configs
+from kuberay_llm.preflight import capacity, deployment_advice, kuberay_rules, model_facts, pod_rules, serving_patterns
+from kuberay_llm.preflight import cold_start, gated_models, hardening, ray_resources, runtime_envs, serve_ports, vllm_configs
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.images import parse as parse_image
 from kuberay_llm.preflight.images import ray_containers, rule_ray_images
