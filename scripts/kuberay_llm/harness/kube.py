@@ -133,9 +133,17 @@ class Kube:
             # only (kubernetes/dynamic/discovery.py, Discoverer.__init__): another cluster at the same address (a
             # restarted local control plane, kind's 127.0.0.1:6443) would inherit its resource list. One per
             # connection instead; a miss still rediscovers (LazyDiscoverer.search).
+            class TimedDynamicClient(DynamicClient):
+                # The discovery it runs when made (/version, /apis) passes no _request_timeout
+                # (kubernetes/dynamic/discovery.py _load_server_info): a server that accepts the connection and
+                # never answers would hang every command at connect.
+                def request(self, method, path, body=None, **params):
+                    params.setdefault("_request_timeout", (settings.request_timeout(),) * 2)  # connect, read
+                    return super().request(method, path, body, **params)
+
             cache = tempfile.TemporaryDirectory(prefix="kuberay-llm-discovery-")
             with self._errors():
-                self._dynamic = DynamicClient(self.api, cache_file=os.path.join(cache.name, "discovery.json"))
+                self._dynamic = TimedDynamicClient(self.api, cache_file=os.path.join(cache.name, "discovery.json"))
             self._discovery_cache = cache
         return self._dynamic
 
