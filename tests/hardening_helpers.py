@@ -15,10 +15,12 @@ SERVE_CONFIG_LINE = "  - ../../manifests/components/serve-config # keep last: in
 
 
 def add_components(overlay: Path, *names: str) -> None:
-    """List components in an overlay copy, before its serve-config line (as a user would)."""
+    """List components in an overlay copy, before its serve-config line (as a user would); one the overlay lists
+    already (pod-security, on by default) stays listed once."""
     path = overlay / "kustomization.yaml"
     text = path.read_text()
-    lines = "".join(f"  - ../../manifests/components/{n}\n" for n in names)
+    lines = "".join(f"  - ../../manifests/components/{n}\n" for n in names
+                    if f"  - ../../manifests/components/{n}\n" not in text)
     if SERVE_CONFIG_LINE in text:
         text = text.replace(SERVE_CONFIG_LINE, lines + SERVE_CONFIG_LINE)
     else:

@@ -4,7 +4,7 @@ plugin) with the real pinned KubeRay operator: the operator builds the head and 
 API server admits or refuses them by the namespace's `pod-security.kubernetes.io/enforce` label.
 
 - small with pod-security (and ray-auth, gcs-fault-tolerance, model-cache) passes `restricted`;
-- small without it is refused by `restricted` with the API server's own list of violations;
+- small without it (every tier but GKE A3 has it by default) is refused by `restricted` with the API server's own list of violations;
 - gke-a3-deepseek with pod-security: the privileged GPUDirect daemon and its hostPath volumes are refused by
   `baseline`; only `privileged` admits the workers (the head passes `restricted`).
 No kubelet runs: admission is the point, the pods stay Pending."""
@@ -17,8 +17,7 @@ import uuid
 
 import pytest
 
-from hardening_helpers import add_components, set_model_source
-from overlay_helpers import edit_yaml
+from hardening_helpers import add_components, remove_component, set_model_source
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.timeout(300)]
 
@@ -110,9 +109,11 @@ def test_hardened_small_passes_restricted(plane, overlay_copy):
     assert dry_run_create(plane.kube(ns), ns, pod) is None
 
 
-def test_default_small_is_refused_by_restricted_with_the_violations(plane):
+def test_small_without_pod_security_is_refused_by_restricted_with_the_violations(plane, overlay_copy):
+    small = overlay_copy("small")
+    remove_component(small, "pod-security")
     ns = namespace(plane, "restricted")
-    deploy(plane, ns, "small")
+    deploy(plane, ns, small)
     messages = wait_for(plane, ns, "FailedToCreateHeadPod", lambda pods, events: refusals(events, "FailedToCreateHeadPod"))
     assert 'violates PodSecurity "restricted:latest"' in messages[0]
     for violation in ('allowPrivilegeEscalation != false (containers "ray-head", "autoscaler" must set '
@@ -122,10 +123,8 @@ def test_default_small_is_refused_by_restricted_with_the_violations(plane):
 
 
 def _a3_with_pod_security(overlay_copy):
-    deepseek = overlay_copy("gke-a3-deepseek")
-    edit_yaml(deepseek / "kustomization.yaml",
-              lambda k: k["components"].append("../../manifests/components/pod-security"))
-    return deepseek
+    """gke-a3-deepseek as it is: it builds on large, which includes pod-security."""
+    return overlay_copy("gke-a3-deepseek")
 
 
 def test_a3_workers_are_refused_by_baseline_for_the_privileged_gpudirect_daemon(plane, overlay_copy):

@@ -324,13 +324,18 @@ def test_the_api_server_refuses_what_preflight_calls_a_duplicate(api, renders):
     assert message and "Duplicate value" in message and "LD_LIBRARY_PATH" in message, message
 
 
-def test_components_reach_every_worker_group_not_just_the_first(tmp_path):
-    """A tier with two worker groups (built here from small) gets pod-security, model-cache and hf-token on both."""
+def test_components_reach_every_worker_group_not_just_the_first(tmp_path, overlay_copy):
+    """A tier with two worker groups (built here from small without its pod-security) gets pod-security,
+    model-cache and hf-token on both."""
+    from hardening_helpers import remove_component
+
+    small = overlay_copy("small")
+    remove_component(small, "pod-security")
     two = tmp_path / "two-groups"
     two.mkdir()
     (two / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [str(Path("..") / Path(wrapper_overlay(tmp_path, "small", []).name))],
+        "resources": [os.path.relpath(small, two)],
         "patches": [{"target": {"kind": "RayService"}, "patch": yaml.safe_dump([{
             "op": "add", "path": "/spec/rayClusterConfig/workerGroupSpecs/-",
             "value": {"groupName": "spare", "replicas": 0, "minReplicas": 0, "maxReplicas": 1, "rayStartParams": {},

@@ -104,8 +104,8 @@ def test_every_feature_at_once_on_a3_renders_the_same(overlay_copy):
     from overlay_helpers import edit_yaml
 
     edit_yaml(deepseek / "kustomization.yaml", lambda k: k["components"].extend(
-        f"../../manifests/components/{c}" for c in ("pod-security", "ray-auth", "gcs-fault-tolerance",
-                                                    "model-cache", "monitoring")))
+        f"../../manifests/components/{c}" for c in ("ray-auth", "gcs-fault-tolerance", "model-cache",
+                                                    "monitoring")))  # pod-security: from large
     set_model_source(deepseek.parent / "large", "/models/deepseek-ai/DeepSeek-R1")
     values = """\
         podSecurity: {enabled: true}

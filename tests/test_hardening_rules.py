@@ -124,9 +124,8 @@ def test_the_autoscaler_sidecar_of_a_hardened_head_needs_its_security_context(ov
 
 
 def test_pod_security_on_a3_names_the_privileged_gpudirect_daemon(overlay_copy):
+    """gke-a3-deepseek builds on large, which includes pod-security: its Ray containers are hardened."""
     deepseek = overlay_copy("gke-a3-deepseek")
-    edit_yaml(deepseek / "kustomization.yaml",
-              lambda k: k["components"].append("../../manifests/components/pod-security"))
     found = findings(deepseek)
     assert errors(found) == []
     assert ("warning: overlays/gke-a3-deepseek: RayService/deepseek-r1: spec.rayClusterConfig.workerGroupSpecs[0]."
