@@ -15,7 +15,7 @@ from kuberay_llm.errors import UserError
 from kuberay_llm.plan import coldstart, perf_fit
 from kuberay_llm.plan.catalog import find_gpu, find_model, gpus
 from kuberay_llm.size import emit
-from kuberay_llm.size.search import Candidate, ServeOverhead, Targets, search
+from kuberay_llm.size.search import Candidate, ServeOverhead, Targets, max_model_len_for, search
 
 _SECONDS = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)?\s*$")
 
@@ -128,6 +128,7 @@ def text(model, targets: Targets, feasible: list[Candidate], rejected: list[Cand
 def run(args: argparse.Namespace) -> int:
     model = find_model(args.model)
     targets = targets_from(args)
+    max_model_len_for(model, targets)  # the context check, before any search
     prices = parse_prices(args.price)
     candidates_gpus = _gpus(args.gpu)
     fit = perf_fit.committed()
