@@ -226,16 +226,21 @@ def test_the_cli_drops_vllm_notices_below_error_unless_asked(monkeypatch):
     cli.quiet_imported_libraries()
     assert logger.level == logging.ERROR
     assert logger.isEnabledFor(logging.ERROR) and not logger.isEnabledFor(logging.WARNING)
-    monkeypatch.setattr(logger, "level", logging.NOTSET)
-    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "DEBUG")
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "debug")
     cli.quiet_imported_libraries()
-    assert logger.level == logging.NOTSET
+    assert logger.level == logging.DEBUG
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "loud")
+    cli.quiet_imported_libraries()
+    assert logger.level == logging.ERROR
 
 
 @pytest.mark.slow  # a fresh process imports Ray Serve LLM, vLLM and torch (~10-30 s on 2 cores)
-def test_validate_prints_no_log_line_of_an_imported_library():
+@pytest.mark.parametrize("vllm_env", [{}, {"VLLM_LOGGING_LEVEL": "ERROR", "VLLM_CONFIGURE_LOGGING": "0"}],
+                         ids=["plain", "vllm-logging-off"])
+def test_validate_prints_no_log_line_of_an_imported_library(vllm_env):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_")}  # earlier checks here set some
     proc = subprocess.run([sys.executable, "-m", "kuberay_llm.cli", "validate", "overlays/small"], capture_output=True,
-                          text=True, timeout=300, check=False, cwd=REPO)
+                          text=True, timeout=300, check=False, cwd=REPO, env={**env, **vllm_env})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = (proc.stdout + proc.stderr).splitlines()
     foreign = [line for line in lines if not line.startswith(("ok ", "validated "))]

@@ -86,9 +86,9 @@ def quiet_imported_libraries() -> None:
     on the root logger (ray/llm/_internal/serve/observability/logging/setup.py), so vLLM's import-time notices about
     this machine ("Triton not installed or not compatible", no GPU) would print before the command's own output.
     Only vLLM's records below ERROR are dropped, only in this process: an error still prints, a vLLM that configures
-    its own logging (`kuberay-llm bench`) sets its own level, and a VLLM_LOGGING_LEVEL that a user set is kept."""
-    if "VLLM_LOGGING_LEVEL" not in os.environ:
-        logging.getLogger("vllm").setLevel(logging.ERROR)
+    its own logging (`kuberay-llm bench`) sets its own level, and VLLM_LOGGING_LEVEL, where set, is the level."""
+    level = logging.getLevelName(os.environ.get("VLLM_LOGGING_LEVEL", "ERROR").upper())
+    logging.getLogger("vllm").setLevel(level if isinstance(level, int) else logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
