@@ -460,6 +460,126 @@ def _model_facts(rs, n):
     _set_serve(rs, config)
 
 
+# --- the kinds of input issue 26 found passing or missed, and the checks added for them ---------------------
+
+INT_FIELDS = ("replicas", "minReplicas", "maxReplicas", "idleTimeoutSeconds")
+
+
+def _int_overflow(rs, n):
+    """Beyond what the CRD's int32 (or int64) fields hold."""
+    value = [2**31, 2**31 + n % 1000, 2**63, 10**30, -(2**31) - 1][n % 5]
+    _worker(rs)[INT_FIELDS[n % len(INT_FIELDS)]] = value
+
+
+def _no_metadata_name(rs, n):
+    if n % 3 == 0:
+        rs.pop("metadata")
+    elif n % 3 == 1:
+        rs["metadata"].pop("name")
+    else:
+        rs["metadata"]["name"] = ["", None, 0][n % 3]
+
+
+def _no_image(rs, n):
+    container = _ray_container([_head(rs), _worker(rs)][n % 2])
+    if n % 4 == 3:
+        container["image"] = ""
+    else:
+        container.pop("image")
+
+
+def _kind_case(rs, n):
+    rs["kind"] = ["Rayservice", "rayservice", "RAYSERVICE", "RayServices", "rayService"][n % 5]
+
+
+def _gated_without_token(rs, n):
+    """A gated meta-llama repository, with every HF token the containers had removed."""
+    for group in [_head(rs), *rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]]:
+        for container in group["template"]["spec"]["containers"]:
+            container["env"] = [e for e in container.get("env") or [] if e.get("name") not in
+                                ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")]
+            container.pop("envFrom", None)
+    config = _serve(rs)
+    loading = _llm(config).setdefault("model_loading_config", {})
+    repository = ["meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct",
+                  "meta-llama/Llama-3.2-1B-Instruct"][n % 3]
+    if n % 2:
+        loading["model_source"] = repository
+    else:
+        loading.pop("model_source", None)
+        loading["model_id"] = repository
+    for env in (_llm(config).get("runtime_env") or {}, config["applications"][0].get("runtime_env") or {}):
+        for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH"):
+            (env.get("env_vars") or {}).pop(name, None)
+    _set_serve(rs, config)
+
+
+def _ray_resource_mismatch(rs, n):
+    """What Ray is told a worker has, against its container (GPU tiers)."""
+    w = _worker(rs)
+    gpus = int(_ray_container(w)["resources"]["limits"]["nvidia.com/gpu"])
+    params = w.setdefault("rayStartParams", {})
+    choice = n % 4
+    if choice == 0:
+        params["num-gpus"] = str(gpus + 1 + n % 7)
+    elif choice == 1:
+        params["num-gpus"] = ["0.5", "1.5", "2.25"][n % 3]
+    elif choice == 2:
+        params["num-cpus"] = ["0.5", "2.5", "1e3"][n % 3]
+    else:
+        config = _serve(rs)
+        _llm(config)["placement_group_config"] = {"bundles": [{"GPU": gpus + 1 + n % 3}]}
+        _set_serve(rs, config)
+
+
+def _port_mismatch(rs, n):
+    """Serve's port against the containers' ports and KubeRay's Services."""
+    choice = n % 4
+    if choice == 0:
+        config = _serve(rs)
+        config.setdefault("http_options", {})["port"] = 9000 + n % 500
+        _set_serve(rs, config)
+    elif choice == 1:
+        port = next(p for p in _ray_container(_head(rs))["ports"] if p["name"] == "serve")
+        port["containerPort"] = 8001 + n % 500
+    elif choice == 2:
+        config = _serve(rs)
+        config.setdefault("http_options", {})["host"] = ["127.0.0.1", "localhost"][n % 2]
+        _set_serve(rs, config)
+    else:
+        rs["spec"]["serveService"] = {"spec": {"ports": [{"name": "serve", "port": 8000,
+                                                          "targetPort": 9000 + n % 500}]}}
+
+
+def _vllm_cross_field(rs, n):
+    """Combinations vLLM's SchedulerConfig refuses at start-up (its own class, built offline)."""
+    config = _serve(rs)
+    engine = _llm(config).setdefault("engine_kwargs", {})
+    length = engine.get("max_model_len") if isinstance(engine.get("max_model_len"), int) else 4096
+    engine["max_model_len"] = length
+    choice = n % 3
+    if choice == 0:
+        engine.update(enable_chunked_prefill=False, max_num_batched_tokens=max(1, length // 2 - n % 100))
+    elif choice == 1:
+        engine.update(max_num_seqs=256 + n % 256, max_num_batched_tokens=128 + n % 64)
+    else:
+        engine["long_prefill_token_threshold"] = length + 1 + n % 1000
+    _set_serve(rs, config)
+
+
+def _fractional_gpu_share(rs, n):
+    """A fractional GPU per engine without the VLLM_RAY_PER_WORKER_GPUS the engine needs (GPU tiers)."""
+    config = _serve(rs)
+    llm = _llm(config)
+    share = [0.5, 0.25, 0.2][n % 3]
+    llm["placement_group_config"] = ({"bundle_per_worker": {"GPU": share}} if n % 2 else
+                                     {"bundles": [{"GPU": share}]})
+    llm.setdefault("engine_kwargs", {})["gpu_memory_utilization"] = round(share * 0.8, 2)
+    for env in (llm.get("runtime_env") or {}, config["applications"][0].get("runtime_env") or {}):
+        (env.get("env_vars") or {}).pop("VLLM_RAY_PER_WORKER_GPUS", None)
+    _set_serve(rs, config)
+
+
 NAMED_MUTATIONS = {f.__name__.lstrip("_"): f for f in [
     _bad_port, _bad_host_port, _bad_port_name, _duplicate_port_name, _bad_protocol, _negative_quantity,
     _request_above_limit, _fractional_gpu, _gpu_request_differs, _gpu_without_limit, _bad_resource_name,
@@ -468,9 +588,10 @@ NAMED_MUTATIONS = {f.__name__.lstrip("_"): f for f in [
     _start_params_labels, _resources_twice, _container_name, _duplicate_container, _env_name, _missing_volume,
     _duplicate_mount_path, _pull_policy, _group_name, _redis_without_ft, _head_service_name,
     _no_max_replicas_without_autoscaling, _serve_text, _serve_shape, _engine_setting, _serve_unknown_key,
-    _serve_values, _model_facts]}
+    _serve_values, _model_facts, _int_overflow, _no_metadata_name, _no_image, _kind_case, _gated_without_token,
+    _ray_resource_mismatch, _port_mismatch, _vllm_cross_field, _fractional_gpu_share]}
 # mutations that need a GPU tier (an overlay with nvidia.com/gpu and a catalog model)
-GPU_ONLY = {"fractional_gpu", "gpu_request_differs", "model_facts"}
+GPU_ONLY = {"fractional_gpu", "gpu_request_differs", "model_facts", "ray_resource_mismatch", "fractional_gpu_share"}
 
 
 def _schema_mutation(objects, n, b):
