@@ -23,7 +23,9 @@ from kuberay_llm.preflight.rayservice import RayServiceFacts, mapping
 
 
 def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f}m" if seconds >= 60 else f"{seconds:.0f}s"
+    """A Go-style duration, as the annotation is written: 90 -> 1m30s, 600 -> 10m."""
+    minutes, rest = divmod(round(seconds), 60)
+    return (f"{minutes}m" if minutes else "") + (f"{rest}s" if rest or not minutes else "")
 
 
 def _predicted(rs: RayServiceFacts, entry) -> float | None:
