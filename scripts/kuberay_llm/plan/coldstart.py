@@ -72,10 +72,12 @@ def measured_terms(fit: dict, gpu: Gpu) -> tuple[float, str, float, str]:
     cold = fit["cold_start"]
     per_gpu = cold["engine_start_s"]
     if gpu.name in per_gpu:
-        engine, where = per_gpu[gpu.name], f"measured on {gpu.name}"
+        count = cold["engine_starts"][gpu.name]
+        engine, where = per_gpu[gpu.name], f"median of {count} vLLM start{'s' * (count != 1)} measured on {gpu.name}"
     else:
-        engine, where = cold["engine_start_all_s"], f"no start measured on {gpu.name}: median over {', '.join(per_gpu)}"
-    return (engine, f"{where} (vLLM start less weight loading, {cold['vllm_starts']} starts)",
+        engine, where = (cold["engine_start_all_s"], f"none measured on {gpu.name}: median of the "
+                         f"{cold['vllm_starts']} vLLM starts on {', '.join(per_gpu)}")
+    return (engine, f"{where}, less weight loading",
             cold["serve_overhead_s"], f"median of {cold['serve_starts']} measured starts through Ray Serve / KubeRay "
             "less the standalone vLLM start beside them")
 
@@ -123,6 +125,7 @@ def fit_cold_start(starts) -> dict:
         per_gpu.setdefault(s.gpu, []).append(s.seconds - s.load_s)
     overheads = _overheads(starts)
     return {"engine_start_s": {g: rounded(statistics.median(v)) for g, v in sorted(per_gpu.items())},
+            "engine_starts": {g: len(v) for g, v in sorted(per_gpu.items())},
             "engine_start_all_s": rounded(statistics.median(s.seconds - s.load_s for s in vllm)),
             "vllm_starts": len(vllm),
             "serve_overhead_s": rounded(statistics.median(overheads.values())) if overheads else 0.0,

@@ -147,8 +147,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(text(model, targets, feasible, rejected, bool(prices), serve))
         if cold:
-            print(f"\ncold start of the first ({feasible[0].gpu.name} TP {feasible[0].tp}): "
-                  + "\n".join(cold.lines()))
+            print(f"\n{feasible[0].gpu.name} TP {feasible[0].tp}, " + "\n".join(cold.lines()))
     if args.emit:
         if not feasible:
             raise UserError(f"--emit {args.emit}: no configuration meets the targets, nothing to write; relax "
