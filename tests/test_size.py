@@ -4,13 +4,13 @@ name their binding constraint; bad input is a usage error naming the flag; under
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
 
 import pytest
 
+from fast_budget import slowdown
 from kuberay_llm import cli, exitcodes
 from kuberay_llm.plan import perf_fit
 from kuberay_llm.plan.catalog import find_gpu, find_model, gpus
@@ -147,5 +147,5 @@ def test_it_answers_in_under_2_seconds_without_importing_vllm_or_torch():
     wall = time.time() - start
     code, seconds, heavy = eval(done.stderr.strip().splitlines()[-1])
     assert code == 0 and heavy == []
-    assert seconds < 2.0 and wall < 2.0 + 1.5  # the interpreter's own start on a loaded machine on top
-    assert math.isfinite(seconds)
+    limit = 2.0 * slowdown()  # KUBERAY_LLM_TEST_SLOWDOWN on a loaded machine, as for the fast budget
+    assert seconds < limit and wall < limit + 1.5  # the interpreter's own start on top

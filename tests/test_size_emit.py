@@ -12,6 +12,9 @@ from kuberay_llm import cli, exitcodes
 from kuberay_llm.plan import coldstart
 from kuberay_llm.plan.catalog import find_gpu, find_model
 from kuberay_llm.plan.report import plan_overlay
+from kuberay_llm.preflight import cold_start
+from kuberay_llm.preflight.rayservice import facts
+from kuberay_llm.render import render_overlay
 from overlay_helpers import validate
 
 ARGS = ["--model", "Qwen/Qwen2.5-32B-Instruct", "--input-len", "512", "--output-len", "256", "--ttft-p90", "2",
@@ -86,6 +89,7 @@ def test_emit_with_nothing_feasible_writes_nothing(tmp_path, capsys):
     assert not out_dir.exists()
 
 
+@pytest.mark.slow  # the whole preflight: Ray's and vLLM's models (15 s)
 def test_validate_accepts_the_overlay_without_a_cold_start_warning(emitted, capsys, monkeypatch):
     monkeypatch.delenv("KUBERAY_LLM_WAIT_TIMEOUT", raising=False)
     code, out = validate(capsys, emitted)
@@ -94,7 +98,8 @@ def test_validate_accepts_the_overlay_without_a_cold_start_warning(emitted, caps
     assert "predicted cold start" not in out
 
 
-def test_preflight_warns_when_the_timeouts_are_below_the_predicted_cold_start(emitted, chosen, capsys, monkeypatch):
+@pytest.mark.fast
+def test_preflight_warns_when_the_timeouts_are_below_the_predicted_cold_start(emitted, chosen, monkeypatch):
     copy = emitted.parent / "short-timeouts"  # a sibling: the overlay's relative paths to the base still hold
     copy.mkdir()
     for path in emitted.iterdir():
@@ -102,17 +107,26 @@ def test_preflight_warns_when_the_timeouts_are_below_the_predicted_cold_start(em
     (copy / "initializing-timeout.yaml").write_text(yaml.safe_dump(
         [{"op": "replace", "path": "/metadata/annotations/ray.io~1initializing-timeout", "value": "2m"}]))
     monkeypatch.setenv("KUBERAY_LLM_WAIT_TIMEOUT", "90s")
-    code, out = validate(capsys, copy)
-    assert code == 0, out  # warnings only
+    [rayservice] = [o for o in render_overlay(str(copy)).objects if o["kind"] == "RayService"]
+    findings = cold_start.rule_timeouts_cover_the_cold_start(str(copy), facts(rayservice), None)
     cold = coldstart.predict(find_model("Qwen/Qwen2.5-32B-Instruct"), find_gpu(chosen["gpu"]),
                              tp=chosen["tensor_parallel_size"], pp=1, model_source="Qwen/Qwen2.5-32B-Instruct")
     whole_minutes, seconds = divmod(round(cold.seconds), 60)
     minutes = f"{whole_minutes}m{seconds}s" if seconds else f"{whole_minutes}m"
     suggest = f"{-(-cold.seconds * 1.5 // 60):.0f}m"
     name = "RayService/qwen2-5-32b-instruct"
-    assert (f"warning: {copy}: {name}: metadata.annotations.ray.io/initializing-timeout=2m: below the predicted cold "
-            f"start of {minutes} (apply -> HEALTHY): KubeRay marks the RayService InitializingTimeout before it can "
-            f"serve; fix: raise it to {suggest} or more (`kuberay-llm plan {copy}` prints the estimate's terms)") in out
-    assert (f"warning: {copy}: {name}: KUBERAY_LLM_WAIT_TIMEOUT: the harness's wait timeout 1m30s is below the "
-            f"predicted cold start of {minutes}: `kuberay-llm wait` gives up before the RayService can serve; fix: "
-            f"export KUBERAY_LLM_WAIT_TIMEOUT={suggest}") in out
+    assert [str(f) for f in findings] == [
+        f"{copy}: {name}: metadata.annotations.ray.io/initializing-timeout=2m: below the predicted cold start of "
+        f"{minutes} (apply -> HEALTHY): KubeRay marks the RayService InitializingTimeout before it can serve; fix: "
+        f"raise it to {suggest} or more (`kuberay-llm plan {copy}` prints the estimate's terms)",
+        f"{copy}: {name}: KUBERAY_LLM_WAIT_TIMEOUT: the harness's wait timeout 1m30s is below the predicted cold "
+        f"start of {minutes}: `kuberay-llm wait` gives up before the RayService can serve; fix: export "
+        f"KUBERAY_LLM_WAIT_TIMEOUT={suggest}"]
+    assert {f.severity for f in findings} == {"warning"}
+
+
+@pytest.mark.fast
+def test_no_cold_start_warning_when_the_timeouts_cover_it(emitted, monkeypatch):
+    monkeypatch.delenv("KUBERAY_LLM_WAIT_TIMEOUT", raising=False)
+    [rayservice] = [o for o in render_overlay(str(emitted)).objects if o["kind"] == "RayService"]
+    assert cold_start.rule_timeouts_cover_the_cold_start(str(emitted), facts(rayservice), None) == []

@@ -145,8 +145,10 @@ def serve_overhead(pairs: list[perf_data.ServePair]) -> dict[str, float]:
             "pairs": len(pairs)}
 
 
+@functools.cache
 def refit(results_dir: Path = perf_data.RESULTS_DIR) -> dict:
-    """What perf-fit.yaml should hold for the measured files under `results_dir`."""
+    """What perf-fit.yaml should hold for the measured files under `results_dir` (once per process: the
+    measured files do not change while it runs)."""
     from kuberay_llm.plan import coldstart
 
     points, starts = perf_data.load(results_dir)
