@@ -330,7 +330,12 @@ TEST_FAST_JOBS ?= auto
 
 .PHONY: test
 test: $(FAST_TEST_DEPS) controlplane argocd ## Run the whole test suite, as CI does (no cluster needed: the controlplane tests start their own); ends with its time and the 20 slowest tests.
-	$(PYTEST) -q --durations=20
+	@# Two passes: the fast tests on TEST_FAST_JOBS workers (as test-fast, their budget enforced), then the rest one at
+	@# a time (they share Ray's fixed ports and the machine's cores); the second pass prints the whole run's time.
+	@started=$$(date +%s); \
+	$(PYTEST) -q -m fast -p no:cacheprovider -n $(TEST_FAST_JOBS) --durations=5; fast=$$?; \
+	MAKE_TEST_STARTED=$$started $(PYTEST) -q -m "not fast" --durations=20; rest=$$?; \
+	[ $$fast -eq 0 ] && [ $$rest -eq 0 ]
 
 .PHONY: test-fast
 test-fast: $(FAST_TEST_DEPS) ## The edit loop, under a minute on 2 cores: every test not marked slow or controlplane (no Ray or vLLM run, no control plane), on TEST_FAST_JOBS=auto workers.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,12 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if hasattr(config, "workerinput") or not _FAST["count"]:
+    if hasattr(config, "workerinput"):
+        return
+    started = os.environ.get("MAKE_TEST_STARTED", "")  # `make test`'s second pass: the time of both passes
+    if started.isdigit():
+        terminalreporter.write_line(f"make test: {time.time() - int(started):.0f} s in all (fast pass and this one)")
+    if not _FAST["count"]:
         return
     verdict = fast_budget.verdict(_FAST["seconds"], _FAST["count"])
     terminalreporter.write_line(verdict or fast_budget.within(_FAST["seconds"], _FAST["count"]),
