@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "kuberay-llm size --model meta-llama/Llama-3.1-8B-Instruct --input-len 2000 --output-len 300 \\\n"
              "    --ttft-p90 1 --tpot-p50 30ms --rps 20 --price H100-80GB=3.10 --price L40S=1.20\n"
              "kuberay-llm size --model Qwen/Qwen2.5-32B-Instruct --input-len 512 --output-len 256 \\\n"
-             "    --ttft-p90 2 --tpot-p50 0.05 --rps 5 --gpu H100-80GB --emit overlays-generated/qwen32b"),
+             "    --ttft-p90 2 --tpot-p50 0.05 --rps 5 --gpu H100-80GB --emit sized/qwen32b"),
     "apply": ("kuberay_llm.harness.apply", "server-side apply an overlay to the current kube context",
               "kuberay-llm apply small -n llm\n"
               "kuberay-llm apply gke-a3-deepseek --dry-run   # server-side dry run: strict field validation, no change"),
