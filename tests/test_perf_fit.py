@@ -136,3 +136,22 @@ def test_nelder_mead_finds_a_known_minimum():
 def test_constants_are_rounded_to_what_the_data_file_keeps():
     assert perf_fit.rounded(0.123456) == 0.123
     assert dataclasses.astuple(perf_fit.constants()) == tuple(perf_fit.committed()["constants"].values())
+
+
+def test_a_sweep_whose_engine_log_was_not_parsed_takes_the_planners_kv_cache(tmp_path):
+    from kuberay_llm.plan.accounting import PlanInput, plan
+
+    results = _synthetic_sweep(tmp_path)
+    path = results / "size-sweep-h100.json"
+    doc = json.loads(path.read_text())
+    for engine in doc["engines"].values():
+        engine["vllm"] = {}
+    path.write_text(json.dumps(doc))
+    points, _ = perf_data.load(results)
+    point = points[0]
+    assert point.kv_cache_tokens == 0
+    engine = perf_fit.engine_for(point)
+    expected = plan(PlanInput(model=engine.model, gpu=engine.gpu, max_model_len=point.max_model_len,
+                              gpu_memory_utilization=point.gpu_memory_utilization, max_num_seqs=point.max_num_seqs,
+                              max_num_batched_tokens=point.max_num_batched_tokens)).kv_cache_tokens
+    assert engine.kv_cache_tokens == expected > 0

@@ -5,7 +5,7 @@ and the standalone-vLLM rows of the earlier runs (ray-serve-vs-vllm-h200.json an
 mode `vllm`; e2e-gpu-h100.json: `standalone_vllm`). Those earlier runs served Llama-3.1-8B's config.json with
 random weights (overlays/small's engine settings, 512 in / 256 out); their files name the served model
 `my-llama-3.1-8b`, so the model is set here. Every point keeps its engine settings and the KV cache tokens vLLM
-logged, so the fit checks the speed model, not the planner. Each point has a label `file:model:IxO:cN`.
+logged, so the fit checks the speed model, not the planner (the planner's figure where a log was not parsed). Each point has a label `file:model:IxO:cN`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Point:
     ttft_p50_s: float
     tpot_p50_s: float
     ttft_p90_s: float | None = None  # e2e-gpu-h100.json kept p50 and p99 only
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
 
     @property
     def shape(self) -> str:
@@ -98,10 +100,11 @@ def _sweep_file(path: Path) -> tuple[list[Point], list[Start]]:
             gpu=gpu, model=model, input_len=p["input_len"], output_len=p["output_len"],
             concurrency=p["concurrency"], num_prompts=p.get("num_prompts") or max(4, 2 * p["concurrency"]),
             max_num_seqs=settings["max_num_seqs"], max_num_batched_tokens=settings["max_num_batched_tokens"],
-            max_model_len=settings["max_model_len"], kv_cache_tokens=int(vllm["kv_cache_tokens"]),
+            max_model_len=settings["max_model_len"], kv_cache_tokens=int(vllm.get("kv_cache_tokens") or 0),
             output_tokens_per_s=p["output_throughput"], ttft_p50_s=p["median_ttft_ms"] / 1000,
             ttft_p90_s=p["p90_ttft_ms"] / 1000 if p.get("p90_ttft_ms") is not None else None,
-            tpot_p50_s=p["median_tpot_ms"] / 1000))
+            tpot_p50_s=p["median_tpot_ms"] / 1000, tensor_parallel_size=int(engine.get("tensor_parallel_size") or 1),
+            gpu_memory_utilization=float(settings.get("gpu_memory_utilization", 0.9))))
     return points, starts
 
 

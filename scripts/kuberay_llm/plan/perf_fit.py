@@ -52,9 +52,11 @@ def fit_labels(points: list[perf_data.Point]) -> list[str]:
 
 
 def engine_for(point: perf_data.Point) -> perf.Engine:
-    return perf.Engine(model=find_model(point.model), gpu=find_gpu(point.gpu), max_num_seqs=point.max_num_seqs,
-                       max_num_batched_tokens=point.max_num_batched_tokens, kv_cache_tokens=point.kv_cache_tokens,
-                       max_model_len=point.max_model_len)
+    engine = perf.Engine(model=find_model(point.model), gpu=find_gpu(point.gpu), tp=point.tensor_parallel_size,
+                         max_num_seqs=point.max_num_seqs, max_num_batched_tokens=point.max_num_batched_tokens,
+                         kv_cache_tokens=point.kv_cache_tokens, max_model_len=point.max_model_len,
+                         gpu_memory_utilization=point.gpu_memory_utilization)
+    return engine if point.kv_cache_tokens else engine.with_kv_from_planner()
 
 
 def predict(point: perf_data.Point, constants: perf.Constants) -> perf.Result:
