@@ -61,6 +61,7 @@ CASES = {
     "num-gpus-0": ("small", start_param("worker", **{"num-gpus": "0"})),
     "num-gpus-1": ("small", start_param("worker", **{"num-gpus": "1"})),
     "num-cpus-16": ("small", start_param("worker", **{"num-cpus": "16"})),
+    "num_gpus-underscore": ("small", start_param("worker", num_gpus="1")),
     # placement bundles and fractional GPUs
     "bundle-gpu-2": ("small", llm(lambda c, d: c.update(placement_group_config={"bundles": [{"GPU": 2}]}))),
     "bundle-gpu-half": ("small", llm(lambda c, d: (
@@ -183,6 +184,15 @@ def test_num_gpus_zero_on_the_only_gpu_group(results):
         f"warning: num-gpus-0.yaml: RayService/llama-8b: {W0}.rayStartParams.num-gpus=0: makes Ray schedule 0 of the "
         f"1 GPUs each gpu-group pod holds ({GPU_LIMIT}): 1 GPU per pod paid for and never used; fix: remove "
         "rayStartParams.num-gpus (KubeRay then takes the container's GPU limit) or lower the limit")
+
+
+def test_a_start_param_ray_start_does_not_have(results):
+    """Ray's own `ray start` parser decides (preflight/ray_start.py)."""
+    assert only(results, "num_gpus-underscore") == [
+        f"error: num_gpus-underscore.yaml: RayService/llama-8b: {W0}.rayStartParams.num_gpus: KubeRay passes it as "
+        "`ray start --num_gpus=...`, which Ray refuses: No such option '--num_gpus'. (Did you mean one of: '--num-cpus', "
+        "'--num-gpus'?): the gpu-group pods' Ray never starts; fix: spell it as `ray start --help` does (dashes, not "
+        "underscores), or remove it"]
 
 
 def test_num_gpus_equal_to_the_container_passes(results):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from kuberay_llm.preflight import capacity, deployment_advice, kuberay_rules, model_facts, pod_rules, serving_patterns
-from kuberay_llm.preflight import cold_start, gated_models, hardening, ray_resources, runtime_envs, serve_ports, vllm_configs
+from kuberay_llm.preflight import cold_start, gated_models, hardening, ray_resources, ray_start, runtime_envs
+from kuberay_llm.preflight import serve_ports, vllm_configs
 from kuberay_llm.preflight.findings import ERROR, Finding
 from kuberay_llm.preflight.images import parse as parse_image
 from kuberay_llm.preflight.images import ray_containers, rule_ray_images
@@ -251,6 +252,7 @@ RULES: list[tuple[object, tuple[str, ...]]] = [
     (gated_models.rule_gated_model_has_a_token, (CLUSTER, SERVE)),
     (vllm_configs.rule_vllm_scheduler_config, (SERVE,)),
     *((rule, (CLUSTER, SERVE)) for rule in runtime_envs.RULES),
+    *((rule, (CLUSTER,)) for rule in ray_start.RULES),
     *((rule, (CLUSTER, SERVE)) for rule in model_facts.RULES + capacity.RULES + deployment_advice.RULES),
     *((rule, (CLUSTER, SERVE)) for rule in cold_start.RULES),
     *serving_patterns.RULES,  # build_dp_openai_app, build_pd_openai_app, routers, high-throughput mode
