@@ -4,7 +4,8 @@ plugin) with the real pinned KubeRay operator: the operator builds the head and 
 API server admits or refuses them by the namespace's `pod-security.kubernetes.io/enforce` label.
 
 - small with pod-security (and ray-auth, gcs-fault-tolerance, model-cache) passes `restricted`;
-- small without it (every tier but GKE A3 has it by default) is refused by `restricted` with the API server's own list of violations;
+- small without it (every tier but GKE A3 has it by default) is refused by `restricted` with the API
+  server's own list of violations;
 - gke-a3-deepseek with pod-security: the privileged GPUDirect daemon and its hostPath volumes are refused by
   `baseline`; only `privileged` admits the workers (the head passes `restricted`).
 No kubelet runs: admission is the point, the pods stay Pending."""

@@ -80,7 +80,9 @@ CASES.update({
     "kind-Networkpolicy": lambda objects, rs: objects[0].update(kind="Networkpolicy"),
     "worker-no-image": _pop(f"{WORKER}.template.spec.containers[0].image"),
     "head-empty-image": _set("spec.rayClusterConfig.headGroupSpec.template.spec.containers[0].image", ""),
-    "sidecar-no-image": lambda objects, rs: worker(rs)["template"]["spec"]["containers"].append({"name": "log-shipper"}),
+    # hardened as the tier's Ray container is (pod-security is on by default): only the image is missing
+    "sidecar-no-image": lambda objects, rs: worker(rs)["template"]["spec"]["containers"].append(
+        {"name": "log-shipper", "securityContext": worker(rs)["template"]["spec"]["containers"][0]["securityContext"]}),
 })
 
 
