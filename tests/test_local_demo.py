@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from kuberay_llm import settings, smoke, toolchain
+from kuberay_llm.harness import startup
 from kuberay_llm.local import ray_head, tiny_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -89,6 +90,10 @@ def test_demo_serves_local_cpu_and_keep_leaves_it_serving_until_stop():
         chat = client.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "Hello"}],
                                               max_tokens=8, extra_body={"min_tokens": 8})
         assert chat.model == MODEL_ID and chat.usage.completion_tokens == 8 and chat.choices[0].message.content
+        # what `status` shows of a starting replica, read from this Ray's dashboard log API: the whole start here
+        line = startup.replica_startup(f"http://127.0.0.1:{settings.dashboard_port()}")
+        assert line and line.startswith("vLLM 0.29.0: engine configured, loading weights, weights loaded"), line
+        assert "engine ready" in line and "torch.compile" not in line and "now:" not in line, line  # eager
     finally:
         stop = kuberay_llm("--stop", timeout=180)
     assert stop.returncode == 0 and stop.stdout.startswith("stopped the local instance")

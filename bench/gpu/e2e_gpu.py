@@ -138,12 +138,14 @@ class Run:
         return out
 
     def watch_status(self, stop: threading.Event, timeline: list) -> None:
-        """`kuberay-llm status` every 5 s: each new verdict line, with its time since apply."""
+        """`kuberay-llm status` every 5 s: each new verdict (and replica start-up) line, with its time since apply."""
         t0, last = time.time(), None
         while not stop.is_set():
             proc = subprocess.run([sys.executable, "-m", "kuberay_llm.cli", "status", NAME, "-n", NAMESPACE],
                                   capture_output=True, text=True, env=self.env, cwd=REPO, timeout=60)
-            line = (proc.stdout.strip().splitlines() or [""])[0]
+            lines = proc.stdout.strip().splitlines() or [""]
+            # the verdict line, and while the replica starts, vLLM's phase (harness/startup.py)
+            line = " || ".join([lines[0]] + [l.strip() for l in lines[1:] if l.strip().startswith("replica start-up:")])
             if line != last:
                 timeline.append({"t": round(time.time() - t0, 1), "status": line})
                 log("status:", line)

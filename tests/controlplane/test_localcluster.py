@@ -208,6 +208,17 @@ def test_status_and_diagnose_on_the_live_service(cluster, serving):
     assert diagnose.returncode == 0, diagnose.stdout + diagnose.stderr
     # the head's own output, served by kwok's kubelet API from the local kubelet's CRI log
     assert "Ray runtime started" in diagnose.stdout, diagnose.stdout
+    # The line `status` adds while an LLM server deployment is UPDATING, through a port-forward to the live head's
+    # dashboard: the deployment is marked UPDATING in the observed copy, so the whole start (done) is read.
+    from kuberay_llm.harness.status import observe, startup_line
+    kube = serving["kube"]
+    seen = observe(kube, NAME)
+    for app in seen.rayservice["status"]["activeServiceStatus"]["applicationStatuses"].values():
+        for name, deployment in app["serveDeploymentStatuses"].items():
+            deployment["status"] = "UPDATING" if name.startswith("LLMServer") else deployment["status"]
+    line = startup_line(kube, seen)
+    assert line and line.startswith("vLLM 0.29.0: engine configured, loading weights, weights loaded"), line
+    assert "engine ready" in line, line
 
 
 def apply_serve_config(cluster, serving, edit, label: str) -> Path:

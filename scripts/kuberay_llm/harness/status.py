@@ -59,6 +59,32 @@ def state_lines(seen: Observed) -> list[str]:
     return lines
 
 
+def startup_line(kube: Kube, seen: Observed) -> str | None:
+    """While an LLM server deployment is UPDATING: how far its engine has got, in vLLM's log lines (harness/
+    startup.py), read from the head pod's Ray dashboard. None when no deployment is starting or no head runs."""
+    from kuberay_llm.harness import startup
+    from kuberay_llm.harness.portforward import PortForward
+
+    status = (seen.rayservice or {}).get("status") or {}
+    starting = [dep for key in ("activeServiceStatus", "pendingServiceStatus")
+                for app in ((status.get(key) or {}).get("applicationStatuses") or {}).values()
+                for dep, dep_status in (app.get("serveDeploymentStatuses") or {}).items()
+                if dep_status.get("status") == "UPDATING" and "LLM" in dep]
+    heads = [name for name, pod in sorted(seen.pods.items())
+             if (pod["metadata"].get("labels") or {}).get("ray.io/node-type") == "head"
+             and (pod.get("status") or {}).get("phase") == "Running"]
+    if not starting or not heads:
+        return None
+    pod = seen.pods[heads[-1]]
+    port = next((p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports") or []
+                 if p.get("name") == "dashboard"), startup.DASHBOARD_PORT)
+    try:
+        with PortForward(kube, heads[-1], port) as local:
+            return startup.replica_startup(f"http://127.0.0.1:{local}") or "no LLM server actor yet"
+    except Exception as exc:  # noqa: BLE001 - the verdict above stands; this line only adds detail
+        return f"unknown (the Ray dashboard of {heads[-1]} did not answer: {str(exc)[:200]})"
+
+
 def run(args: argparse.Namespace) -> int:
     kube = Kube.connect(args.namespace)
     kube.check_reachable()
@@ -68,4 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"RayService {kube.namespace}/{args.name}: {label}: {verdict.summary}")
     for line in state_lines(seen):
         print("  " + line)
+    if verdict.state not in (HEALTHY, FAILED):
+        line = startup_line(kube, seen)
+        if line:
+            print("  replica start-up: " + line)
     return {HEALTHY: exitcodes.OK, FAILED: exitcodes.FAILED}.get(verdict.state, exitcodes.PENDING)
