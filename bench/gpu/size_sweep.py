@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 import make_models  # noqa: E402
 import vllm_log  # noqa: E402
 from machine import environment, wait_gpu_free  # noqa: E402
-from throughput import engine_flags, wait_ready  # noqa: E402
+from throughput import engine_flags, stop_server, wait_ready  # noqa: E402
 
 PORT = 8000
 # The engine settings of every point. max_num_seqs / max_num_batched_tokens are the batching limits the
@@ -114,12 +113,7 @@ def run_model(name: str, shapes, concurrency, out: str, deadline: float, env_inf
             with open(os.path.join(out, "size-sweep.jsonl"), "a") as f:
                 f.write(json.dumps(row) + "\n")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(proc.pid, sig)
-                proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
+        stop_server(proc)
         text = open(logf, errors="replace").read()
         with open(os.path.join(out, "size-sweep.jsonl"), "a") as f:
             f.write(json.dumps({**base, "kind": "engine", "vllm": vllm_log.parse(text),

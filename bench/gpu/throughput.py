@@ -123,6 +123,16 @@ def kill_pids(words: list[str]) -> list[int]:
     return killed
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM a server started in its own session, by process group; SIGKILL it after 20 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+
+
 def mode_vllm(cfg: dict, model_dir: str, tokenizer: str, res: str, deadline: float) -> dict:
     llm = cfg["llm"]
     model = llm["model_loading_config"]["model_id"]
@@ -139,12 +149,7 @@ def mode_vllm(cfg: dict, model_dir: str, tokenizer: str, res: str, deadline: flo
     log("ready after", row["startup_s"])
     if row["startup_s"]:
         run_sweep(f"http://127.0.0.1:{PORT}", model, tokenizer, row)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
+    stop_server(proc)
     text = open(logf, errors="replace").read()
     row["memory"] = vllm_log.parse(text)
     row["memory_log_lines"] = vllm_log.key_lines(text)
