@@ -73,14 +73,16 @@ def test_max_num_seqs_caps_the_batch_and_the_rest_queue():
     assert sixty_four.ttft_p90_s > 5 * eight.ttft_p90_s  # waiting for a free slot
 
 
-def test_the_kv_cache_caps_the_batch_like_max_num_seqs():
-    """A cache of exactly 8 requests of 512 + 128 tokens behaves as max_num_seqs 8."""
+def test_the_kv_cache_caps_the_batch_and_preemption_costs_recomputation():
+    """A cache of exactly 8 requests of 512 + 128 tokens: vLLM admits on the prompt (up to 10 prompts of 512), then
+    preempts as outputs grow, so it does no better than max_num_seqs 8 and the batch stays within the cache."""
     kv_bound = engine(kv_cache_tokens=8 * 640)
     seq_bound = engine(max_num_seqs=8)
     assert perf.request_capacity(kv_bound, 512, 128) == 8
     a = perf.closed_loop(kv_bound, CONSTANTS, concurrency=32, input_len=512, output_len=128, num_prompts=64)
     b = perf.closed_loop(seq_bound, CONSTANTS, concurrency=32, input_len=512, output_len=128, num_prompts=64)
-    assert a.output_tokens_per_s == pytest.approx(b.output_tokens_per_s, rel=1e-6)
+    assert 0.5 * b.output_tokens_per_s < a.output_tokens_per_s <= b.output_tokens_per_s
+    assert a.batch <= 8 * 640 / 512
 
 
 def test_a_prompt_longer_than_the_token_budget_is_prefilled_in_chunks():

@@ -18,10 +18,9 @@ the rest of the max_num_batched_tokens budget) takes
 
 Step time is linear in the work, so a run of pure-decode steps is summed in closed form.
 
-Batching: at most max_num_seqs requests run at once, and a request is admitted only while the planner's KV
-capacity (kuberay_llm.plan.accounting, vLLM's own accounting to within 1%) holds its whole prompt + output
-(vLLM admits on the prompt and preempts when the cache runs out; reserving the whole request is the steady state
-of that, without modelling the recomputation).
+Batching: at most max_num_seqs requests run at once, within the planner's KV capacity (kuberay_llm.plan.accounting,
+vLLM's own accounting to within 1%): the closed loop admits on the tokens a step computes and preempts as vLLM
+does (below); the open loop needs the whole prompt + output of its mean batch to fit (its steady state).
 
 Closed loop (`closed_loop`): N clients, each sending its next request when the last finishes, `num_prompts` in
 all, as `vllm bench serve --max-concurrency N` does; simulated step by step on cohorts (requests in the same
@@ -179,13 +178,20 @@ def request_capacity(engine: Engine, input_len: int, output_len: int) -> int:
     return max(0, min(engine.max_num_seqs, engine.kv_cache_tokens // blocks))
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two cohorts in the same state are still two entries of the queue
 class _Cohort:
+    """Requests in the same state. `ctx` tokens of each are in the KV cache; `prompt_left` are still to prefill
+    (after a preemption: the prompt and the output so far, recomputed)."""
+
     count: int
-    sent: float          # when the clients sent these requests
-    prompt_left: int     # prompt tokens still to prefill, per request
+    sent: float              # when the clients sent these requests
+    prompt_left: int
+    ctx: int = 0
     generated: int = 0
-    first_token: float = 0.0
+    first_token: float = -1.0
+
+    def part(self, count: int) -> "_Cohort":
+        return _Cohort(count, self.sent, self.prompt_left, self.ctx, self.generated, self.first_token)
 
 
 @dataclass
@@ -216,111 +222,147 @@ def percentile(values: list[float], q: float) -> float:
 
 def closed_loop(engine: Engine, constants: Constants, *, concurrency: int, input_len: int, output_len: int,
                 num_prompts: int | None = None) -> Result:
-    """`vllm bench serve --max-concurrency N` with fixed lengths (random prompts, --ignore-eos)."""
+    """`vllm bench serve --max-concurrency N` with fixed lengths (random prompts, --ignore-eos).
+
+    Each step follows vLLM's v1 scheduler: running requests first, in admission order (a decode takes one token of
+    the max_num_batched_tokens budget, a prefill in progress its next chunk), then waiting ones, first come first
+    served, while max_num_seqs and the KV cache allow; a running request that finds no KV room for its step
+    preempts the latest admitted ones, which return to the head of the queue to recompute prompt and output so far
+    (and no waiting request is admitted in that step).
+    Block rounding costs each request half a block of the cache on average."""
     if input_len < 1 or output_len < 1 or concurrency < 1:
         raise UserError("input_len, output_len and concurrency must be at least 1")
-    capacity = request_capacity(engine, input_len, output_len)
-    if capacity < 1:
+    if request_capacity(engine, input_len, output_len) < 1:
         raise UserError(f"{engine.model.name} on {engine.tp * engine.pp} x {engine.gpu.name}: the KV cache holds no "
                         f"request of {input_len + output_len} tokens")
-    total = num_prompts or max(concurrency, 1)
+    total = num_prompts or concurrency
     unsent = total - min(concurrency, total)
     waiting: list[_Cohort] = [_Cohort(min(concurrency, total), 0.0, input_len)]
     running: list[_Cohort] = []
     ttfts: list[tuple[float, int]] = []
     tpots: list[tuple[float, int]] = []
-    now, finished, produced, busy = 0.0, 0, 0, 0.0
+    now, finished, busy = 0.0, 0, 0.0
     delay = constants.request_overhead_s
+    waste = engine.block_size / 2
+
+    used = [0.0]  # KV tokens held, with what this step writes (kept up to date within a step)
+
+    def held() -> float:
+        return used[0]
+
+    preempted = [False]
+
+    def preempt_for(need: float, keep: _Cohort) -> bool:
+        """Free `need` KV tokens by preempting from the end of `running` (never `keep`); False if impossible."""
+        while held() + need > engine.kv_cache_tokens:
+            preempted[0] = True
+            victims = [c for c in running if c is not keep] or ([keep] if keep.count > 1 else [])
+            if not victims:
+                return False
+            victim = victims[-1]
+            per = victim.ctx + waste
+            excess = held() + need - engine.kv_cache_tokens
+            k = min(victim.count - (victim is keep), max(1, math.ceil(excess / per)))
+            used[0] -= k * per
+            back = victim.part(k)
+            back.prompt_left, back.ctx = input_len + back.generated, 0
+            victim.count -= k
+            if not victim.count:
+                running.remove(victim)
+            waiting.insert(0, back)
+        return True
+
     while finished < total:
-        # admit: FCFS while the batch and the KV cache have room (requests reach the engine after the overhead)
-        room = capacity - sum(c.count for c in running)
-        while waiting and room > 0 and waiting[0].sent + delay <= now + 1e-12:
+        budget = engine.max_num_batched_tokens
+        preempted[0] = False
+        used[0] = sum(c.count * (c.ctx + waste) for c in running)
+        decode, prefill = [], []  # (cohort, tokens per request)
+        for c in list(running):
+            if c not in running:
+                continue  # preempted by one before it
+            if c.prompt_left == 0:
+                if budget < c.count or not preempt_for(c.count, c):
+                    continue
+                decode.append(c)
+                used[0] += c.count
+                budget -= c.count
+            elif budget > 0:
+                chunk = min(c.prompt_left, budget)
+                if c.count > 1 and chunk < c.prompt_left:
+                    rest = c.part(c.count - 1)
+                    c.count = 1
+                    running.insert(running.index(c) + 1, rest)
+                full = min(c.count, budget // chunk)
+                if full < c.count:
+                    running.insert(running.index(c) + 1, c.part(c.count - full))
+                    c.count = full
+                if not preempt_for(c.count * chunk, c):
+                    continue
+                prefill.append((c, chunk))
+                used[0] += c.count * chunk
+                budget -= c.count * chunk
+        room = engine.max_num_seqs - sum(c.count for c in running)
+        # vLLM admits no waiting request in a step that preempted one
+        while not preempted[0] and waiting and room > 0 and budget > 0 and waiting[0].sent + delay <= now + 1e-12:
             head = waiting[0]
-            take = min(room, head.count)
-            if take < head.count:
-                waiting[0] = _Cohort(head.count - take, head.sent, head.prompt_left)
-                head = _Cohort(take, head.sent, head.prompt_left)
-            else:
-                waiting.pop(0)
-            running.append(head)
-            room -= take
-        if not running:  # idle until the next request reaches the engine
-            now = max(now, waiting[0].sent + delay)
-            continue
-        decoding = [c for c in running if c.prompt_left == 0]
-        n_dec = sum(c.count for c in decoding)
-        budget = engine.max_num_batched_tokens - n_dec
-        pref_tokens, pref_ctx, pref_pairs, completing = 0, 0.0, 0.0, []
-        split: list[tuple[_Cohort, _Cohort]] = []
-        for c in [c for c in running if c.prompt_left > 0]:
-            if budget <= 0:
+            chunk = min(head.prompt_left, budget)
+            free = engine.kv_cache_tokens - held()
+            fits = int(free // (chunk + waste))
+            take = min(head.count, room, max(1, budget // chunk) if chunk == head.prompt_left else 1, fits)
+            if take < 1:
                 break
-            done_before = input_len - c.prompt_left
-            full = min(c.count, budget // c.prompt_left)
-            if full:
-                chunk = c.prompt_left
-                pref_tokens += full * chunk
-                pref_ctx += full * done_before
-                pref_pairs += full * chunk * (done_before + (chunk + 1) / 2)
-                budget -= full * chunk
-            if full < c.count and budget > 0:  # one request gets a partial chunk
-                part = budget
-                pref_tokens += part
-                pref_ctx += done_before
-                pref_pairs += part * (done_before + (part + 1) / 2)
-                budget = 0
-                split.append((c, _Cohort(1, c.sent, c.prompt_left - part)))
-            completing.append((c, full))
-        if pref_tokens == 0:
-            # pure decode until the next cohort finishes (or a queued request arrives): closed-form sum
-            steps = min(output_len - c.generated for c in decoding)
-            ctx0 = sum(c.count * (input_len + c.generated) for c in decoding)
-            first = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0)
-            slope = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0 + n_dec) - first
-            if waiting and room > 0:
-                arrive = waiting[0].sent + delay
-                if arrive > now:
-                    steps = max(1, min(steps, math.ceil((arrive - now) / max(first, 1e-9))))
-                else:
-                    steps = 1
-            span = steps * first + slope * steps * (steps - 1) / 2
-            now += span
-            busy += span * n_dec
-            for c in decoding:
-                c.generated += steps
-            produced += steps * n_dec
+            c = head.part(take)
+            head.count -= take
+            if not head.count:
+                waiting.pop(0)
+            running.append(c)
+            prefill.append((c, chunk))
+            used[0] += take * (chunk + waste)
+            budget -= take * chunk
+            room -= take
+        if not decode and not prefill:  # idle until the next request reaches the engine
+            if not waiting or waiting[0].sent + delay <= now:
+                raise RuntimeError(f"closed_loop: no progress at {now:.3f} s ({len(running)} running cohorts)")
+            now = waiting[0].sent + delay
+            continue
+        n_dec = sum(c.count for c in decode)
+        if not prefill and not (waiting and room > 0):
+            # pure decode until the next cohort finishes or the cache runs out: closed-form sum
+            steps = min(output_len - c.generated for c in decode)
+            free = engine.kv_cache_tokens - held()
+            steps = max(1, min(steps, int(free // max(1, n_dec))))
+        elif not prefill:
+            arrive = waiting[0].sent + delay
+            first = step_seconds(engine, constants, decodes=n_dec,
+                                 decode_context=sum(c.count * (c.ctx + 1) for c in decode))
+            steps = max(1, min(min(output_len - c.generated for c in decode),
+                               math.ceil(max(0.0, arrive - now) / max(first, 1e-9))))
         else:
-            sampled = n_dec + sum(full for _, full in completing) + sum(1 for _, r in split if r.prompt_left == 0)
-            ctx = sum(c.count * (input_len + c.generated) for c in decoding)
-            span = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx, prefill_tokens=pref_tokens,
-                                prefill_context=pref_ctx, prefill_pairs=pref_pairs, sampled=sampled)
-            now += span
-            busy += span * sum(c.count for c in running)
-            for c in decoding:
+            steps = 1
+        ctx0 = sum(c.count * (c.ctx + 1) for c in decode)  # each decode attends to its new token too
+        pref_tokens = sum(c.count * chunk for c, chunk in prefill)
+        pref_ctx = sum(c.count * c.ctx for c, _ in prefill)
+        pref_pairs = sum(c.count * chunk * (c.ctx + (chunk + 1) / 2) for c, chunk in prefill)
+        completing = sum(c.count for c, chunk in prefill if chunk == c.prompt_left)
+        first = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0, prefill_tokens=pref_tokens,
+                             prefill_context=pref_ctx, prefill_pairs=pref_pairs, sampled=n_dec + completing)
+        slope = step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0 + n_dec) - \
+            step_seconds(engine, constants, decodes=n_dec, decode_context=ctx0) if steps > 1 else 0.0
+        span = steps * first + slope * steps * (steps - 1) / 2
+        now += span
+        busy += span * sum(c.count for c in running)
+        for c in decode:
+            c.ctx += steps
+            c.generated += steps
+        for c, chunk in prefill:
+            c.ctx += chunk
+            c.prompt_left -= chunk
+            if c.prompt_left == 0:
                 c.generated += 1
-            produced += n_dec
-            new_running = []
-            for c in running:
-                if c.prompt_left == 0:
-                    new_running.append(c)
-                    continue
-                entry = next((full for cc, full in completing if cc is c), None)
-                partial = next((r for cc, r in split if cc is c), None)
-                if entry is None:
-                    new_running.append(c)
-                    continue
-                rest = c.count - entry - (1 if partial else 0)
-                if entry:
-                    new_running.append(_Cohort(entry, c.sent, 0, 1, now))
-                    produced += entry
-                if partial:
-                    new_running.append(partial)
-                if rest:
-                    new_running.append(_Cohort(rest, c.sent, c.prompt_left))
-            running = new_running
-        done = [c for c in running if c.prompt_left == 0 and c.generated >= output_len]
-        running = [c for c in running if not (c.prompt_left == 0 and c.generated >= output_len)]
-        for c in done:
+                if c.first_token < 0:
+                    c.first_token = now
+        for c in [c for c in running if c.prompt_left == 0 and c.generated >= output_len]:
+            running.remove(c)
             finished += c.count
             ttfts.append((c.first_token - c.sent, c.count))
             tpots.append(((now - c.first_token) / max(1, output_len - 1), c.count))
