@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from kuberay_llm import vllm_check
@@ -88,3 +90,22 @@ def test_valid_values_pass():
 
 def test_no_engine_kwargs_no_problems():
     assert vllm_check.check_engine_kwargs({}) == []
+
+
+@pytest.mark.slow  # two fresh imports of vLLM and Ray
+def test_the_checks_leave_no_logging_switch_behind_for_processes_started_later(monkeypatch):
+    """The imports for checking quieten vLLM only while they run: a `local` Ray head started afterwards from the
+    same process must log the engine's start-up lines (harness/startup.py reads them)."""
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom kuberay_llm import vllm_check\nfrom kuberay_llm.preflight import serve_config\n"
+            "vllm_check._fields(); serve_config._ray_models()\n"
+            "print(sorted(k for k in os.environ if k in ('VLLM_LOGGING_LEVEL', 'VLLM_CONFIGURE_LOGGING')))")
+    env = {k: v for k, v in os.environ.items() if k not in ("VLLM_LOGGING_LEVEL", "VLLM_CONFIGURE_LOGGING")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    env["VLLM_LOGGING_LEVEL"] = "DEBUG"  # a user's own setting stays
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "['VLLM_LOGGING_LEVEL']"

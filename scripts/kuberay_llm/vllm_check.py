@@ -11,6 +11,7 @@ would fetch the model's config from the hub). It needs vLLM installed (`make set
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -40,12 +41,26 @@ class _Field:
     constraint: Any  # Annotated[type, *constraints] from the vLLM config class, or None
 
 
+@contextlib.contextmanager
+def quiet_import(**env: str):
+    """`env` (vLLM's logging switches) in os.environ only while vLLM is imported for checking, where the caller has
+    not set them: left set, they reached every process started later from this one (`local`'s Ray head, whose
+    engine then logged none of its start-up lines)."""
+    added = [name for name in env if name not in os.environ]
+    os.environ.update({name: env[name] for name in added})
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 @functools.cache
 def _fields() -> dict[str, _Field]:
-    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # an import for checking should not log
-    import vllm.config
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.launchers.cli_args import FrontendArgs
+    with quiet_import(VLLM_CONFIGURE_LOGGING="0"):  # an import for checking should not log
+        import vllm.config
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.entrypoints.launchers.cli_args import FrontendArgs
 
     constraints: dict[str, Any] = {}
     for class_name in CONFIG_CLASSES:

@@ -56,12 +56,14 @@ def warm_up() -> None:
 @functools.cache
 def _ray_models() -> dict:
     # Ray and vLLM log import-time notices (no GPU, no Triton) that say nothing about the config.
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-    import ray  # noqa: F401 - configures Ray's loggers on import; quieten them after that, before ray.llm loads
+    from kuberay_llm.vllm_check import quiet_import
 
-    logging.getLogger("ray").setLevel(logging.ERROR)
-    from ray.llm._internal.common.placement import PlacementGroupConfig
-    from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
+    with quiet_import(VLLM_LOGGING_LEVEL="ERROR"):
+        import ray  # noqa: F401 - configures Ray's loggers on import; quieten them after that, before ray.llm loads
+
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        from ray.llm._internal.common.placement import PlacementGroupConfig
+        from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
     from ray.serve.config import AutoscalingConfig
     from ray.serve.schema import DeploymentSchema, ServeApplicationSchema, ServeDeploySchema
 
