@@ -100,7 +100,8 @@ def test_the_checks_leave_no_logging_switch_behind_for_processes_started_later(m
     import sys
 
     code = ("import os\nfrom kuberay_llm import vllm_check\nfrom kuberay_llm.preflight import serve_config\n"
-            "vllm_check._fields(); serve_config._ray_models()\n"
+            "from kuberay_llm.preflight import vllm_configs\n"
+            "vllm_check._fields(); serve_config._ray_models(); vllm_configs.scheduler_problems({}, 2048)\n"
             "print(sorted(k for k in os.environ if k in ('VLLM_LOGGING_LEVEL', 'VLLM_CONFIGURE_LOGGING')))")
     env = {k: v for k, v in os.environ.items() if k not in ("VLLM_LOGGING_LEVEL", "VLLM_CONFIGURE_LOGGING")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

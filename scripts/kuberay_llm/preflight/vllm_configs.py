@@ -19,7 +19,6 @@ budget of at least max_model_len); chunked prefill counts as off only where engi
 from __future__ import annotations
 
 import logging
-import os
 
 from kuberay_llm.preflight.findings import ERROR, WARNING, Finding
 from kuberay_llm.preflight.rayservice import RayServiceFacts
@@ -38,10 +37,12 @@ class _Capture(logging.Handler):
 
 def scheduler_problems(engine: dict, max_model_len: int) -> tuple[list[str], list[str]] | None:
     """(what vLLM's SchedulerConfig raises, what it warns) for these engine_kwargs, or None without vLLM."""
-    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")  # checking should not configure vLLM's logging
+    from kuberay_llm.vllm_check import quiet_import
+
     try:
-        import pydantic
-        from vllm.config import SchedulerConfig
+        with quiet_import(VLLM_CONFIGURE_LOGGING="0"):  # checking should not configure vLLM's logging
+            import pydantic
+            from vllm.config import SchedulerConfig
     except ImportError:
         return None
 
