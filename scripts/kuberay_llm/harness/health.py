@@ -92,7 +92,7 @@ class Assessor:
                 involved = (event.get("involvedObject") or {}).get("name")
                 return Verdict(FAILED, f"KubeRay cannot create the pods of RayCluster {involved}: {message}")
 
-        verdict = self.assess_applications(_applications(status)) or self._assess_placement(seen, status)
+        verdict = self.assess_applications(applications_of(status)) or self._assess_placement(seen, status)
         if verdict:
             return verdict
 
@@ -212,7 +212,7 @@ class Assessor:
         replica never places, so the verdict comes at once; when the models are not known from the pods, after the
         unschedulable grace (an autoscaler may still add a node of that model)."""
         gpu_models = None  # read from the pods once, and only when a replica waits for an accelerator type
-        for where, app, app_status in _applications(status):
+        for where, app, app_status in applications_of(status):
             for deployment, dstatus in (app_status.get("serveDeploymentStatuses") or {}).items():
                 message = dstatus.get("message") or ""
                 wanted = _ACCELERATOR_WANTED.search(message) if _UNSCHEDULED_REPLICA.search(message) else None
@@ -340,7 +340,7 @@ def progress_line(seen: Observed) -> str:
         parts.append("upgrading")
     if status.get("observedGeneration") != rs["metadata"].get("generation"):
         parts.append(f"generation {rs['metadata'].get('generation')} not yet observed")
-    apps = _applications(status)
+    apps = applications_of(status)
     if apps:
         parts.append("apps " + ", ".join(
             f"{app}{where}={s.get('status', '?')}" + (
@@ -446,7 +446,7 @@ def _current_warnings(events: list[dict], rs: dict | None) -> list[dict]:
             >= changed[:19]]
 
 
-def _applications(status: dict) -> list[tuple[str, str, dict]]:
+def applications_of(status: dict) -> list[tuple[str, str, dict]]:
     found = []
     for key, where in (("activeServiceStatus", ""), ("pendingServiceStatus", " (pending cluster)")):
         for app, app_status in sorted(((status.get(key) or {}).get("applicationStatuses") or {}).items()):

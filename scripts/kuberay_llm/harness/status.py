@@ -11,7 +11,7 @@ import argparse
 from kuberay_llm import exitcodes
 
 from kuberay_llm.harness.errors import ConnectionFailed, Failed
-from kuberay_llm.harness.health import FAILED, HEALTHY, Assessor, Observed, Verdict, pod_state
+from kuberay_llm.harness.health import FAILED, HEALTHY, Assessor, Observed, Verdict, applications_of, pod_state
 from kuberay_llm.harness.kube import ApiError, Kube, Unreachable, forbidden_message
 from kuberay_llm.harness.wait import Waiter, cluster_names
 
@@ -66,8 +66,7 @@ def startup_line(kube: Kube, seen: Observed) -> str | None:
     from kuberay_llm.harness.portforward import PortForward
 
     status = (seen.rayservice or {}).get("status") or {}
-    starting = [dep for key in ("activeServiceStatus", "pendingServiceStatus")
-                for app in ((status.get(key) or {}).get("applicationStatuses") or {}).values()
+    starting = [dep for _, _, app in applications_of(status)
                 for dep, dep_status in (app.get("serveDeploymentStatuses") or {}).items()
                 if dep_status.get("status") == "UPDATING" and "LLM" in dep]
     heads = [name for name, pod in sorted(seen.pods.items())
